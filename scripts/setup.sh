@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# setup.sh — install what hapctl's demo and tests need on a Debian machine.
+#
+#   HAProxy + socat          from apt (skipped when already installed)
+#   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
+#
+# Idempotent: a second run takes about a second. Prints the Consul binary's path
+# on the last line of stdout so callers can do: CONSUL_BIN=$(scripts/setup.sh | tail -n1)
+set -euo pipefail
+
+CONSUL_VERSION="${CONSUL_VERSION:-1.22.3}"
+CACHE_DIR="${HAPCTL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hapctl}"
+CONSUL_BIN="$CACHE_DIR/consul-$CONSUL_VERSION/consul"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+need_cmd() { command -v "$1" >/dev/null 2>&1; }
+
+install_apt_packages() {
+	local missing=()
+	need_cmd haproxy || missing+=(haproxy)
+	need_cmd socat || missing+=(socat)
+	if [ ${#missing[@]} -eq 0 ]; then
+		log "haproxy and socat present ($(haproxy -v 2>/dev/null | head -n1))"
+		return
+	fi
+	need_cmd apt-get || die "missing ${missing[*]} and no apt-get: install them by hand (Debian: apt-get install -y ${missing[*]})"
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		need_cmd sudo || die "missing ${missing[*]}: run as root or install sudo"
+		sudo="sudo"
+	fi
+	log "installing ${missing[*]} from apt"
+	$sudo apt-get update -qq >&2 || die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 ||
+		die "apt-get install ${missing[*]} failed"
+	# The package starts a system haproxy on :80 with its own config; we run our own instances.
+	if need_cmd systemctl && systemctl is-active --quiet haproxy 2>/dev/null; then
+		$sudo systemctl stop haproxy >/dev/null 2>&1 || true
+	fi
+	need_cmd haproxy || die "haproxy still missing after apt-get install"
+	need_cmd socat || die "socat still missing after apt-get install"
+}
+
+build_consul() {
+	if [ -x "$CONSUL_BIN" ] && "$CONSUL_BIN" version 2>/dev/null | grep -q "v$CONSUL_VERSION"; then
+		log "consul v$CONSUL_VERSION cached at $CONSUL_BIN"
+		return
+	fi
+	need_cmd go || die "go is not on PATH: install Go (https://go.dev/dl) to build Consul"
+	log "building consul v$CONSUL_VERSION from the Go module proxy (takes ~8 minutes once; cached in $CACHE_DIR)"
+	local src work
+	src=$(GOFLAGS=-mod=mod go mod download -json "github.com/hashicorp/consul@v$CONSUL_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[ -n "$src" ] && [ -d "$src" ] || die "go mod download github.com/hashicorp/consul@v$CONSUL_VERSION failed (is GOPROXY reachable?)"
+	mkdir -p "$CACHE_DIR"
+	work=$(mktemp -d "$CACHE_DIR/consul-build.XXXXXX")
+	trap 'rm -rf "$work"' RETURN
+	cp -r "$src/." "$work/"
+	chmod -R u+w "$work"
+	# The module's go.mod replaces its nested modules with paths the zip does not hold.
+	(
+		cd "$work"
+		for m in github.com/hashicorp/consul/api github.com/hashicorp/consul/sdk \
+			github.com/hashicorp/consul/proto-public github.com/hashicorp/consul/envoyextensions \
+			github.com/hashicorp/consul/troubleshoot; do
+			go mod edit -dropreplace="$m"
+		done
+		GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o consul . >&2
+	) || die "building consul failed (see the output above)"
+	mkdir -p "$(dirname "$CONSUL_BIN")"
+	mv "$work/consul" "$CONSUL_BIN.tmp"
+	mv "$CONSUL_BIN.tmp" "$CONSUL_BIN"
+	"$CONSUL_BIN" version | grep -q "v$CONSUL_VERSION" || die "built consul does not report v$CONSUL_VERSION"
+	log "consul v$CONSUL_VERSION built: $CONSUL_BIN"
+}
+
+install_apt_packages
+build_consul
+echo "$CONSUL_BIN"

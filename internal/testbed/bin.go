@@ -1,0 +1,86 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// ConsulVersion is the version scripts/setup.sh builds and caches.
+const ConsulVersion = "1.22.3"
+
+// HAProxyBin returns the haproxy binary or fails the test.
+func HAProxyBin(t testing.TB) string {
+	t.Helper()
+	p, err := findBin("HAPCTL_HAPROXY_BIN", "haproxy", "/usr/sbin/haproxy")
+	if err != nil {
+		t.Fatalf("haproxy not found (%v): run scripts/setup.sh", err)
+	}
+	return p
+}
+
+// ConsulBin returns the consul binary or fails the test.
+func ConsulBin(t testing.TB) string {
+	t.Helper()
+	p, err := findBin("HAPCTL_CONSUL_BIN", "consul", consulCachePath())
+	if err != nil {
+		t.Fatalf("consul not found (%v): run scripts/setup.sh, which builds and caches it", err)
+	}
+	return p
+}
+
+func consulCachePath() string {
+	dir := os.Getenv("HAPCTL_CACHE_DIR")
+	if dir == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, _ := os.UserHomeDir()
+			base = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(base, "hapctl")
+	}
+	return filepath.Join(dir, "consul-"+ConsulVersion, "consul")
+}
+
+func findBin(env, name, fallback string) (string, error) {
+	if p := os.Getenv(env); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", env, p, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat(fallback); err == nil {
+		return fallback, nil
+	}
+	return "", errors.New(name + " is not on PATH nor at " + fallback)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ShortDir makes a directory with a short path, for unix sockets (108-byte
+// limit), removed at cleanup.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}

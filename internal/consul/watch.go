@@ -1,0 +1,124 @@
+package consul
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+)
+
+// HealthAPI is the part of consul/api's Health client a Watch needs.
+type HealthAPI interface {
+	ServiceMultipleTags(service string, tags []string, passingOnly bool, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error)
+}
+
+var _ HealthAPI = (*api.Health)(nil)
+
+// Watch runs a blocking query on /v1/health/service/<Service>?passing for
+// the backends that share one (service, tags) pair and publishes every new
+// answer to a Store.
+type Watch struct {
+	Service    string
+	Tags       []string
+	Backends   []string // published under each of these names
+	Datacenter string
+	AllowStale bool
+
+	Health      HealthAPI
+	Store       *Store
+	MinInterval time.Duration // 0: DefaultMinInterval
+	WaitTime    time.Duration // 0: DefaultWaitTime
+	Log         zerolog.Logger
+	// OnInvalid is called once for each instance newly found invalid.
+	OnInvalid func(backends []string, inv Invalid)
+	// OnError is called for each failed query.
+	OnError func(err error)
+}
+
+// Key identifies the query of a (service, tags) pair: backends with the same
+// key share one Watch.
+func Key(service string, tags []string) string {
+	t := slices.Clone(tags)
+	slices.Sort(t)
+	return service + "|" + strings.Join(slices.Compact(t), ",")
+}
+
+// Run watches until ctx ends.
+func (w *Watch) Run(ctx context.Context) {
+	q := query{minInterval: w.MinInterval}
+	if q.minInterval <= 0 {
+		q.minInterval = DefaultMinInterval
+	}
+	wait := w.WaitTime
+	if wait <= 0 {
+		wait = DefaultWaitTime
+	}
+	log := w.Log.With().Str("service", w.Service).Strs("backends", w.Backends).Logger()
+	var knownInvalid map[string]string
+	for {
+		if d := q.wait(time.Now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		q.lastStart = time.Now()
+		opts := (&api.QueryOptions{
+			Datacenter: w.Datacenter,
+			AllowStale: w.AllowStale,
+			WaitIndex:  q.index,
+			WaitTime:   wait,
+		}).WithContext(ctx)
+		entries, meta, err := w.Health.ServiceMultipleTags(w.Service, w.Tags, true, opts)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			q.failures++
+			if q.failures == 1 || q.failures%20 == 0 {
+				log.Warn().Err(err).Int("failures", q.failures).Msg("consul query failed; keeping the last known instances and retrying with backoff")
+			}
+			w.Store.Fail(w.Backends, err)
+			if w.OnError != nil {
+				w.OnError(err)
+			}
+			continue
+		}
+		recovered := q.failures > 0
+		if recovered {
+			log.Info().Int("failures", q.failures).Msg("consul answers again")
+		}
+		q.failures = 0
+		if !q.update(meta.LastIndex) && !recovered {
+			continue
+		}
+		at := time.Now()
+		valid, invalid := FromEntries(entries)
+		knownInvalid = w.reportInvalid(log, knownInvalid, invalid)
+		w.Store.Publish(w.Backends, Snapshot{Instances: valid, Invalid: invalid, Passing: len(entries), Index: meta.LastIndex, At: at})
+	}
+}
+
+// reportInvalid logs (and counts) each invalid instance once, not at every
+// answer while it stays registered.
+func (w *Watch) reportInvalid(log zerolog.Logger, known map[string]string, invalid []Invalid) map[string]string {
+	next := make(map[string]string, len(invalid))
+	for _, inv := range invalid {
+		key := inv.Node + "/" + inv.ID
+		next[key] = inv.Reason
+		if known[key] == inv.Reason {
+			continue
+		}
+		log.Warn().Str("instance", inv.ID).Str("node", inv.Node).Str("reason", inv.Reason).Msg("skipping invalid instance")
+		if w.OnInvalid != nil {
+			w.OnInvalid(w.Backends, inv)
+		}
+	}
+	return next
+}

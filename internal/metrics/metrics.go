@@ -1,0 +1,74 @@
+// Package metrics holds hapctl's Prometheus metrics (SPEC.md, "Metrics").
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Results of runtime commands.
+const (
+	ResultOK      = "ok"
+	ResultError   = "error"
+	ResultSkipped = "skipped"
+)
+
+// Metrics are the collectors of one hapctl process, on their own registry.
+type Metrics struct {
+	Registry         *prometheus.Registry
+	SyncDuration     prometheus.Histogram
+	Propagation      prometheus.Histogram
+	RuntimeCommands  *prometheus.CounterVec
+	Reloads          *prometheus.CounterVec
+	ConsulErrors     prometheus.Counter
+	Slots            *prometheus.GaugeVec
+	InvalidInstances *prometheus.CounterVec
+	Unplaced         *prometheus.GaugeVec
+}
+
+// New registers every metric on a new registry, with Go and process metrics.
+func New() *Metrics {
+	latency := prometheus.ExponentialBuckets(0.0005, 2, 15) // 0.5 ms … 8 s
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		SyncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hapctl_sync_duration_seconds", Help: "Time of one sync cycle: read HAProxy state, plan, apply.", Buckets: latency,
+		}),
+		Propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hapctl_propagation_seconds", Help: "From Consul's answer arriving to HAProxy acknowledging the runtime commands.", Buckets: latency,
+		}),
+		RuntimeCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapctl_runtime_commands_total", Help: "Runtime API commands sent to HAProxy, by result (ok, error, skipped).",
+		}, []string{"result"}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapctl_reloads_total", Help: "HAProxy reloads hapctl asked for, by reason.",
+		}, []string{"reason"}),
+		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hapctl_consul_errors_total", Help: "Consul queries that failed.",
+		}),
+		Slots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapctl_slots", Help: "Slots of each managed backend by state (ready, drain, maint, free).",
+		}, []string{"backend", "state"}),
+		InvalidInstances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapctl_invalid_instances_total", Help: "Consul instances skipped because a value failed validation.",
+		}, []string{"backend"}),
+		Unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapctl_unplaced_instances", Help: "Passing instances that got no slot.",
+		}, []string{"backend"}),
+	}
+	m.Registry.MustRegister(m.SyncDuration, m.Propagation, m.RuntimeCommands, m.Reloads, m.ConsulErrors,
+		m.Slots, m.InvalidInstances, m.Unplaced,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{ResultOK, ResultError, ResultSkipped} {
+		m.RuntimeCommands.WithLabelValues(r)
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

@@ -1,0 +1,134 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	gosync "sync"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+)
+
+// fakeHAProxy simulates the stats socket commands the loop sends, against
+// an in-memory server table.
+type fakeHAProxy struct {
+	mu       gosync.Mutex
+	pid      int
+	backends map[string][]runtime.ServerState
+	refuse   func(cmd string) string // non-empty: the answer refusing cmd
+	down     error                   // the socket fails
+	cutAfter int                     // >0: connection drops after this many answers
+	sent     []string                // every command received
+}
+
+func newFake(backend string, slots int) *fakeHAProxy {
+	f := &fakeHAProxy{pid: 100, backends: map[string][]runtime.ServerState{}}
+	for i := 1; i <= slots; i++ {
+		f.backends[backend] = append(f.backends[backend], free(SlotName(i)))
+	}
+	return f
+}
+
+func (f *fakeHAProxy) Exec(_ context.Context, cmds ...runtime.Command) ([]runtime.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down != nil {
+		return nil, f.down
+	}
+	var out []runtime.Result
+	for i, c := range cmds {
+		if f.cutAfter > 0 && i == f.cutAfter {
+			return out, &runtime.ConnError{Socket: "fake", Op: "read", Err: errors.New("connection reset")}
+		}
+		f.sent = append(f.sent, c.String())
+		answer := f.answer(c.String())
+		r := runtime.Result{Command: c, Answer: answer}
+		if strings.HasPrefix(answer, "ERR ") {
+			r.Err = &runtime.CommandError{Command: c.String(), Answer: answer}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *fakeHAProxy) answer(cmd string) string {
+	if f.refuse != nil {
+		if a := f.refuse(cmd); a != "" {
+			return "ERR " + a
+		}
+	}
+	w := strings.Fields(cmd)
+	switch {
+	case cmd == "show info":
+		return "Name: HAProxy\nPid: " + strconv.Itoa(f.pid)
+	case len(w) == 4 && w[0] == "show" && w[2] == "state":
+		servers, ok := f.backends[w[3]]
+		if !ok {
+			return "ERR Can't find backend."
+		}
+		var b strings.Builder
+		b.WriteString("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_port\n")
+		for i, s := range servers {
+			fmt.Fprintf(&b, "3 %s %d %s %s 2 %d %d 1 %d\n", w[3], i+1, s.Name, s.Addr, s.Admin, s.Weight, s.Port)
+		}
+		return b.String()
+	case len(w) >= 5 && w[0] == "set" && w[1] == "server":
+		be, name, _ := strings.Cut(w[2], "/")
+		s := f.server(be, name)
+		if s == nil {
+			return "ERR No such server."
+		}
+		switch w[3] {
+		case "addr":
+			s.Addr = netip.MustParseAddr(w[4])
+			s.Port, _ = strconv.Atoi(w[6])
+		case "weight":
+			s.Weight, _ = strconv.Atoi(w[4])
+		case "state":
+			s.Admin &^= runtime.AdminForcedMaint | runtime.AdminForcedDrain
+			switch w[4] {
+			case "maint":
+				s.Admin |= runtime.AdminForcedMaint
+			case "drain":
+				s.Admin |= runtime.AdminForcedDrain
+			}
+		}
+		return ""
+	}
+	return "ERR Unknown command"
+}
+
+func (f *fakeHAProxy) server(backend, name string) *runtime.ServerState {
+	for i := range f.backends[backend] {
+		if f.backends[backend][i].Name == name {
+			return &f.backends[backend][i]
+		}
+	}
+	return nil
+}
+
+// table returns "srvN=addr:port/state/weight" for every slot.
+func (f *fakeHAProxy) table(backend string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var parts []string
+	for _, s := range f.backends[backend] {
+		parts = append(parts, fmt.Sprintf("%s=%s/%s/%d", s.Name, s.Endpoint(), s.State(), s.Weight))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (f *fakeHAProxy) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.sent...)
+}
+
+func (f *fakeHAProxy) set(fn func(f *fakeHAProxy)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}

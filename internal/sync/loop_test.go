@@ -1,0 +1,172 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+
+	"github.com/hapctl/hapctl/internal/config"
+	"github.com/hapctl/hapctl/internal/consul"
+	"github.com/hapctl/hapctl/internal/metrics"
+	"github.com/hapctl/hapctl/internal/runtime"
+)
+
+func newLoop(f *fakeHAProxy, store *consul.Store, backends ...config.Backend) *Loop {
+	return &Loop{Backends: backends, Source: store, Runtime: f, Metrics: metrics.New(), Log: zerolog.Nop(),
+		Probe: 5 * time.Millisecond, Resync: time.Hour}
+}
+
+func runLoop(t *testing.T, l *Loop) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func waitTable(t *testing.T, f *fakeHAProxy, backend, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.table(backend) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("table of %s:\n got  %s\n want %s", backend, f.table(backend), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoopFollowsConsul(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 3)
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	runLoop(t, l)
+
+	// Before Consul answers, nothing is sent.
+	waitFor(t, func() bool { return !l.Status().LastSync.IsZero() })
+	for _, c := range f.commands() {
+		if strings.HasPrefix(c, "set ") {
+			t.Fatalf("command %q before Consul answered", c)
+		}
+	}
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1), inst("b", "10.0.0.2", 80, 3)}, Passing: 2, At: time.Now()})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.2:80/ready/3 srv3=127.0.0.1:1/maint/1")
+
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("b", "10.0.0.2", 80, 3)}, Passing: 1, At: time.Now()})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/maint/1 srv2=10.0.0.2:80/ready/3 srv3=127.0.0.1:1/maint/1")
+
+	if n := testutil.ToFloat64(l.Metrics.RuntimeCommands.WithLabelValues(metrics.ResultOK)); n != 6 {
+		t.Fatalf("ok commands = %v, want 6 (addr+ready, addr+weight+ready, maint)", n)
+	}
+	if testutil.CollectAndCount(l.Metrics.Propagation) != 1 || histogramCount(t, l) != 2 {
+		t.Fatalf("propagation not observed twice")
+	}
+	if v := testutil.ToFloat64(l.Metrics.Slots.WithLabelValues("be_web", "free")); v != 2 {
+		t.Fatalf("free slots gauge = %v", v)
+	}
+}
+
+func histogramCount(t *testing.T, l *Loop) uint64 {
+	t.Helper()
+	mfs, err := l.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "hapctl_propagation_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoopResyncsAfterWorkerChange(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
+	runLoop(t, l)
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
+
+	// HAProxy restarts: a new worker with the config's state (every slot maint).
+	f.set(func(f *fakeHAProxy) {
+		f.pid = 200
+		f.backends["be_web"] = []runtime.ServerState{free("srv1"), free("srv2")}
+	})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
+	if st := l.Status(); st.HAProxyPid != 200 {
+		t.Fatalf("pid = %d", st.HAProxyPid)
+	}
+}
+
+func TestLoopRetriesWhenHAProxyIsDown(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 1)
+	f.down = errors.New("connection refused")
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
+	runLoop(t, l)
+	waitFor(t, func() bool { return l.Status().LastErr != nil })
+	if !l.Status().LastSync.IsZero() {
+		t.Fatal("a sync succeeded while HAProxy was down")
+	}
+	f.set(func(f *fakeHAProxy) { f.down = nil })
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1")
+	waitFor(t, func() bool { return l.Status().LastErr == nil })
+}
+
+func TestLoopMissingBackendDoesNotStopOthers(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 1)
+	store := consul.NewStore()
+	other := config.Backend{Name: "be_missing", Service: "api", MinSlots: 1, MaxSlots: 4, EmptyGuard: true}
+	l := newLoop(f, store, backend(), other)
+	store.Publish([]string{"be_web", "be_missing"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
+	runLoop(t, l)
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1")
+	waitFor(t, func() bool {
+		err := l.Status().LastErr
+		return err != nil && strings.Contains(err.Error(), "backend be_missing is not in the running HAProxy")
+	})
+}
+
+func TestRestartIsNoOp(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 3)
+	snap := consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1), inst("b", "10.0.0.2", 80, 7)}, Passing: 2, At: time.Now()}
+	first := newLoop(f, consul.NewStore(), backend())
+	first.Source.(*consul.Store).Publish([]string{"be_web"}, snap)
+	if err := first.Sync(context.Background(), []string{"be_web"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.commands())
+	// A new hapctl process: no memory, same Consul, same HAProxy.
+	second := newLoop(f, consul.NewStore(), backend())
+	second.Source.(*consul.Store).Publish([]string{"be_web"}, snap)
+	if err := second.Sync(context.Background(), []string{"be_web"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.commands()[before:] {
+		if strings.HasPrefix(c, "set ") {
+			t.Fatalf("restart sent %q", c)
+		}
+	}
+}

@@ -1,0 +1,364 @@
+package sync
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/hapctl/hapctl/internal/config"
+	"github.com/hapctl/hapctl/internal/consul"
+	"github.com/hapctl/hapctl/internal/runtime"
+)
+
+const (
+	ready = runtime.StateReady
+	drain = runtime.StateDrain
+	maint = runtime.StateMaint
+)
+
+// srv is a slot as HAProxy reports it; "disabled" in the config is kept as
+// the 0x04 bit, as a real HAProxy does.
+func srv(name, addr string, port, weight int, st runtime.State) runtime.ServerState {
+	flags := runtime.AdminConfigMaint
+	switch st {
+	case maint:
+		flags |= runtime.AdminForcedMaint
+	case drain:
+		flags |= runtime.AdminForcedDrain
+	}
+	s := runtime.ServerState{Backend: "be_web", Name: name, Port: port, Weight: weight, Admin: flags}
+	s.Addr, _ = netip.ParseAddr(addr)
+	return s
+}
+
+func free(name string) runtime.ServerState { return srv(name, "127.0.0.1", 1, 1, maint) }
+
+func inst(id, addr string, port, weight int, tags ...string) consul.Instance {
+	return consul.Instance{ID: id, Node: "n1", Addr: netip.MustParseAddr(addr), Port: port, Weight: weight, Tags: tags}
+}
+
+func ep(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func stateOp(server string, st runtime.State) Op {
+	return Op{Backend: "be_web", Server: server, Kind: OpState, State: st}
+}
+
+func addrOp(server, addrPort string) Op {
+	return Op{Backend: "be_web", Server: server, Kind: OpAddr, Addr: ep(addrPort)}
+}
+
+func weightOp(server string, w int) Op {
+	return Op{Backend: "be_web", Server: server, Kind: OpWeight, Weight: w}
+}
+
+func commit(server string, st runtime.State) Op {
+	o := stateOp(server, st)
+	o.AfterAddr = true
+	return o
+}
+
+func backend() config.Backend {
+	return config.Backend{Name: "be_web", Service: "web", MinSlots: 3, MaxSlots: 8, EmptyGuard: true}
+}
+
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	a := inst("a", "10.0.0.1", 80, 1)
+	b := inst("b", "10.0.0.2", 80, 1)
+	c := inst("c", "10.0.0.3", 80, 1)
+	d := inst("d", "10.0.0.4", 80, 1)
+	tests := []struct {
+		name      string
+		backend   func(*config.Backend)
+		instances []consul.Instance
+		passing   int // Consul's raw count; -1: len(instances)
+		overrides map[string]Override
+		actual    []runtime.ServerState
+		want      []Op
+		unplaced  int
+		guarded   bool
+	}{
+		{
+			name:      "no change, no ops",
+			instances: []consul.Instance{a, b},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
+		},
+		{
+			name:      "bootstrap: free slots fill in ID order",
+			instances: []consul.Instance{b, a},
+			actual:    []runtime.ServerState{free("srv1"), free("srv2"), free("srv3")},
+			want: []Op{
+				addrOp("srv1", "10.0.0.1:80"), commit("srv1", ready),
+				addrOp("srv2", "10.0.0.2:80"), commit("srv2", ready),
+			},
+		},
+		{
+			name:      "sticky: each keeps its slot whatever the order",
+			instances: []consul.Instance{a, b, c},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.3", 80, 1, ready), free("srv2"), srv("srv3", "10.0.0.1", 80, 1, ready)},
+			want:      []Op{addrOp("srv2", "10.0.0.2:80"), commit("srv2", ready)},
+		},
+		{
+			name:      "vanished instance: slot to maint, address kept",
+			instances: []consul.Instance{a},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
+			want:      []Op{stateOp("srv2", maint)},
+		},
+		{
+			name:      "returning instance finds its old maint slot",
+			instances: []consul.Instance{a, b},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, maint), free("srv3")},
+			want:      []Op{stateOp("srv2", ready)},
+		},
+		{
+			name:      "new instance prefers a maint slot over one freed now",
+			instances: []consul.Instance{a, d},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
+			want:      []Op{stateOp("srv2", maint), addrOp("srv3", "10.0.0.4:80"), commit("srv3", ready)},
+		},
+		{
+			name:      "maint before addr when a slot in service must move",
+			instances: []consul.Instance{a, d},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready)},
+			want:      []Op{stateOp("srv2", maint), addrOp("srv2", "10.0.0.4:80"), commit("srv2", ready)},
+		},
+		{
+			name:      "over capacity: the highest IDs are unplaced",
+			instances: []consul.Instance{a, b, c, d},
+			actual:    []runtime.ServerState{free("srv1"), free("srv2"), free("srv3")},
+			want: []Op{
+				addrOp("srv1", "10.0.0.1:80"), commit("srv1", ready),
+				addrOp("srv2", "10.0.0.2:80"), commit("srv2", ready),
+				addrOp("srv3", "10.0.0.3:80"), commit("srv3", ready),
+			},
+			unplaced: 1,
+		},
+		{
+			name:      "weights follow Consul",
+			instances: []consul.Instance{inst("a", "10.0.0.1", 80, 50), inst("b", "10.0.0.2", 80, 0)},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), free("srv2"), free("srv3")},
+			want:      []Op{weightOp("srv1", 50), addrOp("srv2", "10.0.0.2:80"), weightOp("srv2", 0), commit("srv2", ready)},
+		},
+		{
+			name:      "port change of the same address is a move",
+			instances: []consul.Instance{inst("a", "10.0.0.1", 81, 1)},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready)},
+			want:      []Op{stateOp("srv1", maint), addrOp("srv1", "10.0.0.1:81"), commit("srv1", ready)},
+		},
+		{
+			name:      "ipv6 instance",
+			instances: []consul.Instance{inst("v6", "2001:db8::1", 443, 1)},
+			actual:    []runtime.ServerState{free("srv1")},
+			want:      []Op{addrOp("srv1", "[2001:db8::1]:443"), commit("srv1", ready)},
+		},
+		{
+			name:      "tags: an instance without every tag is not placed",
+			backend:   func(b *config.Backend) { b.Tags = []string{"prod", "v2"} },
+			instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1, "prod"), inst("b", "10.0.0.2", 80, 1, "v2", "prod", "x")},
+			actual:    []runtime.ServerState{free("srv1"), free("srv2")},
+			want:      []Op{addrOp("srv1", "10.0.0.2:80"), commit("srv1", ready)},
+		},
+		{
+			name:      "operator drain and maint win over health",
+			instances: []consul.Instance{a, b, c},
+			overrides: map[string]Override{"a": {State: drain, Reason: "deploy"}, "c": {State: maint}},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
+			want:      []Op{stateOp("srv1", drain), addrOp("srv3", "10.0.0.3:80")},
+		},
+		{
+			name:      "lifting a drain",
+			instances: []consul.Instance{a},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, drain)},
+			want:      []Op{stateOp("srv1", ready)},
+		},
+		{
+			name:      "free slot left ready by hand goes back to maint",
+			instances: nil,
+			passing:   0,
+			backend:   func(b *config.Backend) { b.EmptyGuard = false },
+			actual:    []runtime.ServerState{srv("srv1", "127.0.0.1", 1, 1, ready)},
+			want:      []Op{stateOp("srv1", maint)},
+		},
+		{
+			name:    "empty guard keeps the last set when Consul says zero",
+			passing: 0,
+			actual:  []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, drain), free("srv3")},
+			guarded: true,
+		},
+		{
+			name:    "empty guard off: zero passing empties the backend",
+			backend: func(b *config.Backend) { b.EmptyGuard = false },
+			passing: 0,
+			actual:  []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, drain), free("srv3")},
+			want:    []Op{stateOp("srv1", maint), stateOp("srv2", maint)},
+		},
+		{
+			name:      "empty guard does not hold when only invalid instances pass",
+			instances: nil,
+			passing:   2,
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready)},
+			want:      []Op{stateOp("srv1", maint)},
+		},
+		{
+			name:      "other servers of the backend are not touched",
+			instances: []consul.Instance{a},
+			actual: []runtime.ServerState{srv("backup", "10.9.9.9", 80, 1, ready), srv("srv01", "10.9.9.8", 80, 1, ready),
+				free("srv1"), srv("static", "10.9.9.7", 80, 1, maint)},
+			want: []Op{addrOp("srv1", "10.0.0.1:80"), commit("srv1", ready)},
+		},
+		{
+			name:      "slot whose address HAProxy cannot show is re-addressed",
+			instances: []consul.Instance{a},
+			actual:    []runtime.ServerState{{Backend: "be_web", Name: "srv1", Port: 80, Weight: 1, Admin: runtime.AdminForcedMaint}},
+			want:      []Op{addrOp("srv1", "10.0.0.1:80"), commit("srv1", ready)},
+		},
+		{
+			name:      "slots are ordered by number, not by name",
+			instances: []consul.Instance{a},
+			actual:    []runtime.ServerState{free("srv10"), free("srv9"), free("srv2")},
+			want:      []Op{addrOp("srv2", "10.0.0.1:80"), commit("srv2", ready)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			be := backend()
+			if tt.backend != nil {
+				tt.backend(&be)
+			}
+			passing := tt.passing
+			if passing == 0 && len(tt.instances) > 0 {
+				passing = len(tt.instances)
+			}
+			d := Desire(Input{Backend: be, Snapshot: consul.Snapshot{Instances: tt.instances, Passing: passing}, Actual: tt.actual, Overrides: tt.overrides})
+			p := MakePlan(d, tt.actual)
+			if !reflect.DeepEqual(p.Ops, tt.want) {
+				t.Errorf("ops:\n got  %s\n want %s", opsString(p.Ops), opsString(tt.want))
+			}
+			if p.Unplaced != tt.unplaced || p.Guarded != tt.guarded {
+				t.Errorf("unplaced %d guarded %v, want %d %v", p.Unplaced, p.Guarded, tt.unplaced, tt.guarded)
+			}
+			// Applying the plan must reach a fixed point: no ops the second time.
+			after := applyToState(t, tt.actual, p.Ops)
+			d2 := Desire(Input{Backend: be, Snapshot: consul.Snapshot{Instances: tt.instances, Passing: passing}, Actual: after, Overrides: tt.overrides})
+			if again := MakePlan(d2, after); len(again.Ops) != 0 {
+				t.Errorf("not a fixed point, second plan: %s", opsString(again.Ops))
+			}
+		})
+	}
+}
+
+// applyToState simulates HAProxy applying ops, to check plans converge.
+func applyToState(t *testing.T, actual []runtime.ServerState, ops []Op) []runtime.ServerState {
+	t.Helper()
+	out := append([]runtime.ServerState(nil), actual...)
+	for _, o := range ops {
+		if _, err := o.Command(); err != nil {
+			t.Fatalf("op %+v builds no command: %v", o, err)
+		}
+		for i := range out {
+			if out[i].Name != o.Server {
+				continue
+			}
+			s := &out[i]
+			switch o.Kind {
+			case OpAddr:
+				if s.State() != maint {
+					t.Fatalf("%s re-addressed while %s", s.Name, s.State())
+				}
+				s.Addr, s.Port = o.Addr.Addr(), int(o.Addr.Port())
+			case OpWeight:
+				s.Weight = o.Weight
+			case OpState:
+				s.Admin &^= runtime.AdminForcedMaint | runtime.AdminForcedDrain
+				switch o.State {
+				case maint:
+					s.Admin |= runtime.AdminForcedMaint
+				case drain:
+					s.Admin |= runtime.AdminForcedDrain
+				}
+			}
+		}
+	}
+	return out
+}
+
+func opsString(ops []Op) string {
+	s := "["
+	for i, o := range ops {
+		if i > 0 {
+			s += "; "
+		}
+		s += o.String()
+		if o.AfterAddr {
+			s += " (after addr)"
+		}
+	}
+	return s + "]"
+}
+
+// TestFromConsulToPlan runs the whole pure path from Consul's JSON entries:
+// node-address fallback, hostile entries skipped, the rest placed.
+func TestFromConsulToPlan(t *testing.T) {
+	t.Parallel()
+	entries := []*api.ServiceEntry{
+		{Node: &api.Node{Node: "n1", Address: "10.0.0.1"}, Service: &api.AgentService{ID: "web-1", Port: 8080}},
+		{Node: &api.Node{Node: "n2", Address: "10.0.0.2"}, Service: &api.AgentService{ID: "web-2", Address: "10.0.2.2", Port: 8080, Weights: api.AgentWeights{Passing: 3}}},
+		{Node: &api.Node{Node: "n3", Address: "10.0.0.3"}, Service: &api.AgentService{ID: "evil", Address: "10.0.0.3;shutdown sessions server be_web/srv1", Port: 8080}},
+	}
+	valid, invalid := consul.FromEntries(entries)
+	actual := []runtime.ServerState{free("srv1"), free("srv2"), free("srv3")}
+	d := Desire(Input{Backend: backend(), Snapshot: consul.Snapshot{Instances: valid, Invalid: invalid, Passing: len(entries)}, Actual: actual})
+	got := opsString(MakePlan(d, actual).Ops)
+	want := opsString([]Op{
+		addrOp("srv1", "10.0.0.1:8080"), commit("srv1", ready),
+		addrOp("srv2", "10.0.2.2:8080"), weightOp("srv2", 3), commit("srv2", ready),
+	})
+	if got != want || len(invalid) != 1 {
+		t.Fatalf("ops %s\nwant %s\ninvalid %v", got, want, invalid)
+	}
+}
+
+func TestSlotIndex(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]int{"srv1": 1, "srv42": 42, "srv0": 0, "srv01": 0, "srv": 0, "srvx": 0, "backup": 0, "srv-1": 0, "srv1234567": 0} {
+		got, ok := SlotIndex(name)
+		if got != want || ok != (want > 0) {
+			t.Errorf("SlotIndex(%q) = %d %v, want %d", name, got, ok, want)
+		}
+	}
+	if SlotName(7) != "srv7" {
+		t.Fatal(SlotName(7))
+	}
+}
+
+func BenchmarkPlan(b *testing.B) {
+	for _, n := range []int{1000, 10000, 50000} {
+		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
+			instances := make([]consul.Instance, n)
+			actual := make([]runtime.ServerState, n)
+			for i := range instances {
+				a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+				instances[i] = consul.Instance{ID: fmt.Sprintf("web-%06d", i), Addr: a, Port: 8080, Weight: 1}
+				// Every slot bound already, in a shuffled order, and one change: the steady state.
+				j := (i * 7919) % n
+				actual[j] = runtime.ServerState{Backend: "be_web", Name: SlotName(j + 1), Addr: a, Port: 8080, Weight: 1}
+			}
+			instances[n/2].Port = 9090
+			be := backend()
+			snap := consul.Snapshot{Instances: instances, Passing: n}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d := Desire(Input{Backend: be, Snapshot: snap, Actual: actual})
+				p := MakePlan(d, actual)
+				if len(p.Ops) != 3 {
+					b.Fatalf("%d ops", len(p.Ops))
+				}
+			}
+		})
+	}
+}

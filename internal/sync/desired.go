@@ -7,13 +7,13 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hapctl/hapctl/internal/config"
 	"github.com/hapctl/hapctl/internal/consul"
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 // Override is an operator's drain or maint of one Consul instance. It wins
@@ -71,37 +71,17 @@ func (d Desired) Bound() int {
 	return n
 }
 
-// SlotName is the server name of slot i (1-based): srv1, srv2, …
-func SlotName(i int) string { return "srv" + strconv.Itoa(i) }
-
-// SlotIndex parses a slot server name; ok is false for any other server.
-func SlotIndex(name string) (int, bool) {
-	digits, ok := strings.CutPrefix(name, "srv")
-	if !ok || digits == "" || digits[0] == '0' || len(digits) > 6 {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(digits); i++ {
-		c := digits[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
 // Slots returns the slot servers among a backend's servers, by number.
 func Slots(servers []runtime.ServerState) []runtime.ServerState {
 	out := make([]runtime.ServerState, 0, len(servers))
 	for _, s := range servers {
-		if _, ok := SlotIndex(s.Name); ok {
+		if _, ok := slot.Index(s.Name); ok {
 			out = append(out, s)
 		}
 	}
 	byIndex := func(a, b runtime.ServerState) int {
-		i, _ := SlotIndex(a.Name)
-		j, _ := SlotIndex(b.Name)
+		i, _ := slot.Index(a.Name)
+		j, _ := slot.Index(b.Name)
 		return i - j
 	}
 	if !slices.IsSortedFunc(out, byIndex) { // HAProxy lists them in order

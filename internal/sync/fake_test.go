@@ -10,6 +10,7 @@ import (
 	gosync "sync"
 
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 // fakeHAProxy simulates the stats socket commands the loop sends, against
@@ -27,7 +28,7 @@ type fakeHAProxy struct {
 func newFake(backend string, slots int) *fakeHAProxy {
 	f := &fakeHAProxy{pid: 100, backends: map[string][]runtime.ServerState{}}
 	for i := 1; i <= slots; i++ {
-		f.backends[backend] = append(f.backends[backend], free(SlotName(i)))
+		f.backends[backend] = append(f.backends[backend], free(slot.Name(i)))
 	}
 	return f
 }

@@ -51,7 +51,7 @@ type Loop struct {
 	Probe    time.Duration // 0: DefaultProbe
 	Resync   time.Duration // 0: DefaultResync
 
-	pid      int                // worker pid seen by the last read
+	pid      int               // worker pid seen by the last read
 	reported map[string]report // what was last logged per backend
 
 	mu     sync.Mutex

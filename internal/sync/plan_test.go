@@ -11,6 +11,7 @@ import (
 	"github.com/hapctl/hapctl/internal/config"
 	"github.com/hapctl/hapctl/internal/consul"
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 const (
@@ -322,19 +323,6 @@ func TestFromConsulToPlan(t *testing.T) {
 	}
 }
 
-func TestSlotIndex(t *testing.T) {
-	t.Parallel()
-	for name, want := range map[string]int{"srv1": 1, "srv42": 42, "srv0": 0, "srv01": 0, "srv": 0, "srvx": 0, "backup": 0, "srv-1": 0, "srv1234567": 0} {
-		got, ok := SlotIndex(name)
-		if got != want || ok != (want > 0) {
-			t.Errorf("SlotIndex(%q) = %d %v, want %d", name, got, ok, want)
-		}
-	}
-	if SlotName(7) != "srv7" {
-		t.Fatal(SlotName(7))
-	}
-}
-
 func BenchmarkPlan(b *testing.B) {
 	for _, n := range []int{1000, 10000, 50000} {
 		b.Run(fmt.Sprintf("slots=%d", n), func(b *testing.B) {
@@ -345,7 +333,7 @@ func BenchmarkPlan(b *testing.B) {
 				instances[i] = consul.Instance{ID: fmt.Sprintf("web-%06d", i), Addr: a, Port: 8080, Weight: 1}
 				// Every slot bound already, in a shuffled order, and one change: the steady state.
 				j := (i * 7919) % n
-				actual[j] = runtime.ServerState{Backend: "be_web", Name: SlotName(j + 1), Addr: a, Port: 8080, Weight: 1}
+				actual[j] = runtime.ServerState{Backend: "be_web", Name: slot.Name(j + 1), Addr: a, Port: 8080, Weight: 1}
 			}
 			instances[n/2].Port = 9090
 			be := backend()

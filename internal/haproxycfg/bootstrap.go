@@ -1,0 +1,172 @@
+package haproxycfg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
+)
+
+// Runtime runs commands on the stats socket.
+type Runtime interface {
+	Exec(ctx context.Context, cmds ...runtime.Command) ([]runtime.Result, error)
+}
+
+// Bootstrap makes sure haproxy.cfg holds every managed backend's slot lines
+// and that the running HAProxy has loaded them.
+type Bootstrap struct {
+	ConfigFile string
+	Binary     string
+	Runtime    Runtime
+	Master     *runtime.Master
+	Log        zerolog.Logger
+}
+
+// BootstrapPlan is what Bootstrap would do.
+type BootstrapPlan struct {
+	Data    []byte   // the file as it must be
+	Changed bool     // Data differs from the file on disk
+	Changes []Change // what the edit adds
+	// Stale lists backends whose running HAProxy lacks slot lines the file
+	// has: the file was edited but HAProxy not reloaded.
+	Stale []string
+	// Running is false when the stats socket does not answer: HAProxy will
+	// read the file when it starts, no reload is needed.
+	Running    bool
+	RuntimeErr error
+}
+
+// NeedsReload reports whether HAProxy must reload to get its slots.
+func (p BootstrapPlan) NeedsReload() bool {
+	return p.Running && (p.Changed || len(p.Stale) > 0)
+}
+
+// Plan reads the config file and HAProxy's state; it changes nothing.
+func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, error) {
+	cur, err := os.ReadFile(b.ConfigFile)
+	if err != nil {
+		return BootstrapPlan{}, fmt.Errorf("reading haproxy config: %w", err)
+	}
+	if _, err := Parse(cur); err != nil {
+		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
+	}
+	data, changes, err := EnsureSlots(cur, specs)
+	if err != nil {
+		return BootstrapPlan{}, err
+	}
+	if err := Verify(data, specs); err != nil {
+		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
+	}
+	p := BootstrapPlan{Data: data, Changed: len(changes) > 0, Changes: changes}
+	p.Stale, p.RuntimeErr = b.staleBackends(ctx, data, specs)
+	p.Running = p.RuntimeErr == nil
+	return p, nil
+}
+
+// staleBackends compares the slot lines in data with the running HAProxy.
+func (b *Bootstrap) staleBackends(ctx context.Context, data []byte, specs []SlotSpec) ([]string, error) {
+	cmds := make([]runtime.Command, 0, len(specs))
+	for _, s := range specs {
+		c, err := runtime.ShowServersState(s.Backend)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, c)
+	}
+	results, err := b.Runtime.Exec(ctx, cmds...)
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for i, s := range specs {
+		running := map[int]bool{}
+		if results[i].Err == nil {
+			servers, err := runtime.ParseServersState(results[i].Answer)
+			if err != nil {
+				return nil, err
+			}
+			for _, srv := range servers {
+				if n, ok := slot.Index(srv.Name); ok {
+					running[n] = true
+				}
+			}
+		} else if !errors.Is(results[i].Err, runtime.ErrNoSuchBackend) {
+			return nil, results[i].Err
+		}
+		for _, n := range SlotsInFile(data, s.Backend) {
+			if !running[n] {
+				stale = append(stale, s.Backend)
+				break
+			}
+		}
+	}
+	return stale, nil
+}
+
+// Apply writes the file (checked by `haproxy -c`) when it changed and
+// reloads HAProxy when it runs without the slots. It returns whether it
+// reloaded.
+func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
+	if p.Changed {
+		if err := WriteChecked(ctx, b.Binary, b.ConfigFile, p.Data); err != nil {
+			return false, err
+		}
+		for _, c := range p.Changes {
+			b.Log.Info().Str("backend", c.Backend).Strs("added", c.Added).Bool("created", c.Created).
+				Str("file", b.ConfigFile).Msg("added slot lines to the haproxy config")
+		}
+	}
+	if !p.NeedsReload() {
+		if p.Changed && !p.Running {
+			b.Log.Warn().Err(p.RuntimeErr).Msg("haproxy does not answer on its stats socket; it will load the slots when it starts")
+		}
+		return false, nil
+	}
+	if !p.Changed {
+		if err := CheckData(ctx, b.Binary, b.ConfigFile, p.Data); err != nil {
+			return false, err
+		}
+		b.Log.Warn().Strs("backends", p.Stale).Msg("the running haproxy lacks slot lines its config file has: reloading")
+	}
+	start := time.Now()
+	procs, err := b.Master.Reload(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reloading haproxy through the master socket %s: %w", b.Master.Socket, err)
+	}
+	cur, _ := procs.Current()
+	if err := waitWorker(ctx, b.Runtime, cur.PID); err != nil {
+		return true, err
+	}
+	b.Log.Info().Int("pid", cur.PID).Dur("took", time.Since(start)).Msg("haproxy reloaded with the slot lines")
+	return true, nil
+}
+
+// waitWorker waits until the stats socket is served by the worker pid.
+func waitWorker(ctx context.Context, rt Runtime, pid int) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var last error
+	for {
+		res, err := rt.Exec(ctx, runtime.ShowInfo())
+		if err == nil && res[0].Err == nil {
+			info, perr := runtime.ParseInfo(res[0].Answer)
+			if perr == nil && info.Pid == pid {
+				return nil
+			}
+			last = fmt.Errorf("stats socket still served by pid %d", info.Pid)
+		} else if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the new haproxy worker %d on the stats socket: %v", pid, last)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,182 @@
+package haproxycfg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/renameio"
+	parser "github.com/haproxytech/client-native/v5/config-parser"
+	"github.com/haproxytech/client-native/v5/config-parser/options"
+	"github.com/haproxytech/client-native/v5/config-parser/types"
+
+	"github.com/hapctl/hapctl/internal/slot"
+)
+
+// Parsed is client-native's reading of a config, used to check hapctl's
+// edits and to learn about backends.
+type Parsed struct{ p parser.Parser }
+
+// Parse reads a config with client-native's parser.
+func Parse(data []byte) (*Parsed, error) {
+	p, err := parser.New(options.Reader(bytes.NewReader(data)), options.UseListenSectionParsers)
+	if err != nil {
+		return nil, fmt.Errorf("parsing haproxy config: %w", err)
+	}
+	return &Parsed{p: p}, nil
+}
+
+// Servers returns the server lines of a backend or listen section; false
+// when there is no such section.
+func (p *Parsed) Servers(backend string) ([]types.Server, bool) {
+	for _, sec := range []parser.Section{parser.Backends, parser.Listen} {
+		names, _ := p.p.SectionsGet(sec)
+		if !slices.Contains(names, backend) {
+			continue
+		}
+		data, err := p.p.Get(sec, backend, "server")
+		if err != nil {
+			return nil, true
+		}
+		servers, _ := data.([]types.Server)
+		return servers, true
+	}
+	return nil, false
+}
+
+// Verify checks, through client-native's parser, that every backend has
+// its slot servers srv1..srvN: the line edits produced what they meant to.
+func Verify(data []byte, specs []SlotSpec) error {
+	p, err := Parse(data)
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		servers, ok := p.Servers(spec.Backend)
+		if !ok {
+			return fmt.Errorf("backend %s: not found after editing", spec.Backend)
+		}
+		have := map[int]bool{}
+		for _, s := range servers {
+			if n, ok := slot.Index(s.Name); ok {
+				if have[n] {
+					return fmt.Errorf("backend %s: server %s is declared twice", spec.Backend, s.Name)
+				}
+				have[n] = true
+			}
+		}
+		for i := 1; i <= spec.Slots; i++ {
+			if !have[i] {
+				return fmt.Errorf("backend %s: slot %s missing after editing", spec.Backend, slot.Name(i))
+			}
+		}
+	}
+	return nil
+}
+
+// CheckTimeout bounds `haproxy -c`.
+const CheckTimeout = 30 * time.Second
+
+var alertPrefix = regexp.MustCompile(`^\[(ALERT|WARNING)\]\s*\(\d+\)\s*:\s*`)
+
+// Check runs `haproxy -c -f path` and returns HAProxy's alerts when the
+// config is refused.
+func Check(ctx context.Context, binary, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "-c", "-f", path).CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		return fmt.Errorf("running %s -c: %w", binary, err)
+	}
+	var alerts []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "[ALERT]") {
+			alerts = append(alerts, alertPrefix.ReplaceAllString(l, ""))
+		}
+	}
+	if len(alerts) == 0 {
+		alerts = []string{strings.TrimSpace(string(out))}
+	}
+	return &CheckError{Path: path, Alerts: alerts}
+}
+
+// CheckError is HAProxy refusing a config.
+type CheckError struct {
+	Path   string
+	Alerts []string
+}
+
+func (e *CheckError) Error() string {
+	return "haproxy -c refused the config: " + strings.Join(e.Alerts, "; ")
+}
+
+// WriteChecked writes data to path atomically, but only after `haproxy -c`
+// accepted it: the candidate is a temporary file next to path (so relative
+// paths in it resolve the same), renamed over path once checked. The file
+// keeps its mode and owner. On any error path is untouched.
+func WriteChecked(ctx context.Context, binary, path string, data []byte) error {
+	mode, uid, gid := os.FileMode(0o644), -1, -1
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	pf, err := renameio.TempFile(filepath.Dir(path), path)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer func() { _ = pf.Cleanup() }()
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := pf.Chmod(mode); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if uid >= 0 && (uid != os.Getuid() || gid != os.Getgid()) {
+		if err := pf.Chown(uid, gid); err != nil {
+			return fmt.Errorf("writing %s: keeping its owner: %w", path, err)
+		}
+	}
+	if err := Check(ctx, binary, pf.Name()); err != nil {
+		return err
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckData runs `haproxy -c` on data written to a temporary file next to
+// path, which is left alone.
+func CheckData(ctx context.Context, binary, path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".hapctl-check-*.cfg")
+	if err != nil {
+		// The directory may not be writable (validate as a user): use /tmp.
+		if f, err = os.CreateTemp("", "hapctl-check-*.cfg"); err != nil {
+			return err
+		}
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return Check(ctx, binary, f.Name())
+}

@@ -1,0 +1,142 @@
+package haproxycfg
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/hapctl/hapctl/internal/config"
+	"github.com/hapctl/hapctl/internal/slot"
+)
+
+// Placeholder is where a free slot points: nothing listens on port 1, and
+// the slot is in maint anyway.
+const Placeholder = "127.0.0.1:1"
+
+// SlotSpec says how many slots a backend must have and what every slot
+// line carries.
+type SlotSpec struct {
+	Backend string
+	Slots   int
+	Options string // server_options, already validated
+}
+
+// Change describes what EnsureSlots did to one backend.
+type Change struct {
+	Backend string
+	Created bool     // the backend section was appended
+	Added   []string // slot servers added
+}
+
+func (c Change) String() string {
+	what := "adds " + strings.Join(c.Added, ", ")
+	if len(c.Added) > 4 {
+		what = fmt.Sprintf("adds %s … %s (%d slots)", c.Added[0], c.Added[len(c.Added)-1], len(c.Added))
+	}
+	if c.Created {
+		what = "creates backend " + c.Backend + " and " + what
+	}
+	return c.Backend + ": " + what
+}
+
+// SpecsFor returns the bootstrap slot specs of the configured backends.
+func SpecsFor(backends []config.Backend) []SlotSpec {
+	out := make([]SlotSpec, len(backends))
+	for i, b := range backends {
+		out[i] = SlotSpec{Backend: b.Name, Slots: b.MinSlots, Options: b.ServerOptions}
+	}
+	return out
+}
+
+// SlotLine renders the line of a free slot.
+func SlotLine(indent string, index int, options string) string {
+	s := indent + "server " + slot.Name(index) + " " + Placeholder + " disabled"
+	if options != "" {
+		s += " " + options
+	}
+	return s
+}
+
+// EnsureSlots returns data with every backend holding at least its slot
+// lines srv1..srvN, adding missing lines (free, in maint) after the
+// backend's last slot line, or at the end of its content, and appending a
+// backend section that does not exist. Existing slot lines are kept as they
+// are, and so is every other line. Nothing changes when nothing is missing.
+func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
+	t := splitText(data)
+	var changes []Change
+	for _, spec := range specs {
+		if err := validName(spec.Backend); err != nil {
+			return nil, nil, fmt.Errorf("backend %q: %w", spec.Backend, err)
+		}
+		if err := config.CheckServerOptions(spec.Options); err != nil {
+			return nil, nil, fmt.Errorf("backend %s: server_options: %w", spec.Backend, err)
+		}
+		sec, ok := t.proxy(spec.Backend)
+		if !ok {
+			c := Change{Backend: spec.Backend, Created: true}
+			if len(t.lines) > 0 && len(t.lines[len(t.lines)-1].fields) > 0 {
+				t.lines = append(t.lines, line{})
+			}
+			t.lines = append(t.lines, line{text: "backend " + spec.Backend, fields: []string{"backend", spec.Backend}})
+			for i := 1; i <= spec.Slots; i++ {
+				t.lines = append(t.lines, newLine(SlotLine("    ", i, spec.Options)))
+				c.Added = append(c.Added, slot.Name(i))
+			}
+			t.finalNewline = true
+			changes = append(changes, c)
+			continue
+		}
+		have := map[int]bool{}
+		insertAt := -1
+		for i := sec.start + 1; i < sec.end; i++ {
+			if n, ok := slotLine(t.lines[i]); ok {
+				have[n] = true
+				insertAt = i + 1
+			}
+		}
+		if insertAt < 0 {
+			insertAt = t.lastContent(sec) + 1
+		}
+		indent := t.indentOf(sec)
+		var add []line
+		c := Change{Backend: spec.Backend}
+		for i := 1; i <= spec.Slots; i++ {
+			if !have[i] {
+				add = append(add, newLine(SlotLine(indent, i, spec.Options)))
+				c.Added = append(c.Added, slot.Name(i))
+			}
+		}
+		if len(add) == 0 {
+			continue
+		}
+		if insertAt == len(t.lines) {
+			t.finalNewline = true
+		}
+		t.lines = slices.Insert(t.lines, insertAt, add...)
+		changes = append(changes, c)
+	}
+	if len(changes) == 0 {
+		return data, nil, nil
+	}
+	return t.bytes(), changes, nil
+}
+
+func newLine(s string) line { return line{text: s, fields: words(s)} }
+
+// SlotsInFile returns the slot numbers each proxy's section has in the file.
+func SlotsInFile(data []byte, backend string) []int {
+	t := splitText(data)
+	sec, ok := t.proxy(backend)
+	if !ok {
+		return nil
+	}
+	var out []int
+	for i := sec.start + 1; i < sec.end; i++ {
+		if n, ok := slotLine(t.lines[i]); ok {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -143,7 +143,7 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 	if err := waitWorker(ctx, b.Runtime, cur.PID); err != nil {
 		return true, err
 	}
-	b.Log.Info().Int("pid", cur.PID).Dur("took", time.Since(start)).Msg("haproxy reloaded with the slot lines")
+	b.Log.Info().Int("pid", cur.PID).Dur("took_ms", time.Since(start)).Msg("haproxy reloaded with the slot lines")
 	return true, nil
 }
 

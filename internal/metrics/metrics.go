@@ -16,6 +16,12 @@ const (
 	ResultSkipped = "skipped"
 )
 
+// Reasons for reloads.
+const (
+	// ReloadBootstrap: slot lines were added at start.
+	ReloadBootstrap = "bootstrap"
+)
+
 // Metrics are the collectors of one hapctl process, on their own registry.
 type Metrics struct {
 	Registry         *prometheus.Registry
@@ -65,6 +71,7 @@ func New() *Metrics {
 	for _, r := range []string{ResultOK, ResultError, ResultSkipped} {
 		m.RuntimeCommands.WithLabelValues(r)
 	}
+	m.Reloads.WithLabelValues(ReloadBootstrap)
 	return m
 }
 

@@ -252,7 +252,7 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 			}
 		}
 		ev.Strs("backends", keys(changed)).Int("ok", applied.OK).Int("failed", applied.Failed).
-			Int("skipped", applied.Skipped).Dur("took", done.Sub(start)).Msg("applied runtime commands")
+			Int("skipped", applied.Skipped).Dur("took_ms", done.Sub(start)).Msg("applied runtime commands")
 		if l.Log.GetLevel() <= zerolog.DebugLevel {
 			for _, o := range ops {
 				l.Log.Debug().Str("backend", o.Backend).Str("server", o.Server).Str("op", o.String()).Msg("runtime command")

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+)
+
+type globalFlags struct {
+	logFormat string
+	logLevel  string
+}
+
+func newRoot() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "hapctl",
+		Short: "Keep HAProxy backends in sync with Consul, without reloads",
+		Long: `hapctl runs beside HAProxy and keeps the server slots of its backends pointing
+at the passing instances of Consul services, through HAProxy's runtime API.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newDaemonCmd(g), newPlanCmd(g), newValidateCmd(g), newVersionCmd())
+	// Unknown subcommands and wrong argument counts are usage errors too.
+	root.Args = usageArgs(cobra.NoArgs)
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		return usageError{fmt.Errorf("missing command; see hapctl --help")}
+	}
+	return root
+}
+
+// usageArgs marks argument errors as usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(g.logLevel))
+	if err != nil || g.logLevel == "" {
+		return zerolog.Nop(), usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
+	}
+	switch g.logFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: want json or console", g.logFormat)}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// requireConfig marks --config as required with a usage error.
+func requireConfig(path string) error {
+	if path == "" {
+		return usageError{fmt.Errorf("--config FILE is required")}
+	}
+	return nil
+}
+
+var stderr io.Writer = os.Stderr

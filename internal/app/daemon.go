@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hapctl/hapctl/internal/api"
+	"github.com/hapctl/hapctl/internal/config"
+	hconsul "github.com/hapctl/hapctl/internal/consul"
+	"github.com/hapctl/hapctl/internal/haproxycfg"
+	"github.com/hapctl/hapctl/internal/metrics"
+	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/sync"
+)
+
+// Daemon is a running hapctl.
+type Daemon struct {
+	cfg   *config.Config
+	log   zerolog.Logger
+	store *hconsul.Store
+	loop  *sync.Loop
+}
+
+// RunDaemon bootstraps the slots, then watches Consul and syncs HAProxy
+// until ctx ends. HAProxy is left exactly as it is when it returns.
+func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
+	m := metrics.New()
+	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
+	client, err := consulClient(cfg.Consul)
+	if err != nil {
+		return err
+	}
+
+	boot := &haproxycfg.Bootstrap{
+		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary,
+		Runtime: rt, Master: &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second},
+		Log: log,
+	}
+	plan, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	reloaded, err := boot.Apply(ctx, plan)
+	if reloaded {
+		m.Reloads.WithLabelValues(metrics.ReloadBootstrap).Inc()
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+
+	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore()}
+	d.loop = &sync.Loop{Backends: cfg.Backends, Source: d.store, Runtime: rt, Metrics: m, Log: log}
+
+	ln, err := api.Listen(cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+	}
+	srv := api.NewHTTPServer((&api.Server{Ready: d, Metrics: m.Handler(), Log: log}).Routes())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg gosync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+			cancel()
+		}
+	}()
+	for _, g := range watchGroups(cfg.Backends) {
+		w := &hconsul.Watch{
+			Service: g.service, Tags: g.tags, Backends: g.backends,
+			Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale,
+			Health: client.Health(), Store: d.store, Log: log,
+			OnInvalid: func(backends []string, _ hconsul.Invalid) {
+				for _, b := range backends {
+					m.InvalidInstances.WithLabelValues(b).Inc()
+				}
+			},
+			OnError: func(error) { m.ConsulErrors.Inc() },
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	log.Info().Str("api", cfg.API.Listen).Int("backends", len(cfg.Backends)).Msg("hapctl running")
+	d.loop.Run(ctx)
+
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	_ = srv.Shutdown(shutdownCtx)
+	cancel()
+	wg.Wait()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("admin api: %w", err)
+	default:
+	}
+	log.Info().Msg("hapctl stopped; haproxy left as it is")
+	return nil
+}
+
+// Ready implements api.Readiness: the last sync succeeded, HAProxy answers,
+// and Consul answered every backend's query.
+func (d *Daemon) Ready() (bool, string) {
+	st := d.loop.Status()
+	var reasons []string
+	if st.HAProxyErr != nil {
+		reasons = append(reasons, "haproxy does not answer: "+st.HAProxyErr.Error())
+	}
+	errs := d.store.Errors()
+	for _, b := range d.cfg.Backends {
+		if err, ok := errs[b.Name]; ok {
+			reasons = append(reasons, fmt.Sprintf("consul query for %s failed: %v", b.Name, err))
+		}
+	}
+	for _, b := range d.cfg.Backends {
+		if _, ok := d.store.Snapshot(b.Name); !ok {
+			reasons = append(reasons, "no answer from consul yet for "+b.Name)
+		}
+	}
+	switch {
+	case st.LastErr != nil:
+		reasons = append(reasons, "last sync failed: "+st.LastErr.Error())
+	case st.LastSync.IsZero():
+		reasons = append(reasons, "no sync yet")
+	}
+	for _, b := range d.cfg.Backends {
+		if bs, ok := st.Backends[b.Name]; ok && bs.Desired.Guarded {
+			reasons = append(reasons, "empty guard holds "+b.Name+": consul reports no passing instance")
+		}
+	}
+	if len(reasons) > 0 {
+		return false, strings.Join(reasons, "; ")
+	}
+	return true, ""
+}

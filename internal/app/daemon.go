@@ -32,6 +32,11 @@ type Daemon struct {
 // until ctx ends. HAProxy is left exactly as it is when it returns.
 func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) error {
 	m := metrics.New()
+	names := make([]string, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		names[i] = b.Name
+	}
+	m.InitBackends(names)
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
 	client, err := consulClient(cfg.Consul)
 	if err != nil {

@@ -3,14 +3,20 @@ package consul
 import (
 	"math/rand/v2"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Timing of blocking queries.
 const (
-	// DefaultMinInterval spaces consecutive calls of one watch, so a service
-	// that changes constantly costs at most 1/DefaultMinInterval calls a
-	// second. A change that arrives while the watch blocks is seen at once.
-	DefaultMinInterval = 10 * time.Millisecond
+	// DefaultRate and DefaultBurst bound how often one watch calls Consul.
+	// A burst of changes is followed call by call, without delay; only a
+	// service changing faster than DefaultRate for longer than the burst is
+	// coalesced (each answer holds the whole current state, so nothing is
+	// lost). This is the rate limit Consul's documentation asks blocking
+	// clients for, without putting a fixed interval on the runtime path.
+	DefaultRate  = rate.Limit(50)
+	DefaultBurst = 100
 	// DefaultWaitTime is how long Consul holds a blocking query open.
 	DefaultWaitTime = 5 * time.Minute
 
@@ -20,12 +26,15 @@ const (
 
 // query is the bookkeeping of one blocking query, as Consul's documentation
 // of blocking queries asks: reset the index when it goes backwards, never
-// wait on index 0 after the first call, space calls out, back off on errors.
+// wait on index 0 after the first call, rate-limit calls, back off on errors.
 type query struct {
-	index       uint64
-	minInterval time.Duration
-	lastStart   time.Time
-	failures    int
+	index    uint64
+	limiter  *rate.Limiter
+	failures int
+}
+
+func newQuery(limit rate.Limit, burst int) query {
+	return query{limiter: rate.NewLimiter(limit, burst)}
 }
 
 // update records the index of an answer and reports whether the answer can
@@ -43,15 +52,13 @@ func (q *query) update(index uint64) bool {
 	return true
 }
 
-// wait is how long to sleep before the next call.
+// wait is how long to sleep before the next call; it takes a token of the
+// rate limit.
 func (q *query) wait(now time.Time) time.Duration {
 	if q.failures > 0 {
 		return backoff(q.failures)
 	}
-	if q.lastStart.IsZero() {
-		return 0
-	}
-	return q.minInterval - now.Sub(q.lastStart)
+	return q.limiter.ReserveN(now, 1).DelayFrom(now)
 }
 
 // backoff is exponential with jitter: half fixed, half random, so watchers

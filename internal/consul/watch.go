@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // HealthAPI is the part of consul/api's Health client a Watch needs.
@@ -27,11 +28,12 @@ type Watch struct {
 	Datacenter string
 	AllowStale bool
 
-	Health      HealthAPI
-	Store       *Store
-	MinInterval time.Duration // 0: DefaultMinInterval
-	WaitTime    time.Duration // 0: DefaultWaitTime
-	Log         zerolog.Logger
+	Health   HealthAPI
+	Store    *Store
+	Rate     rate.Limit    // calls per second; 0: DefaultRate
+	Burst    int           // 0: DefaultBurst
+	WaitTime time.Duration // 0: DefaultWaitTime
+	Log      zerolog.Logger
 	// OnInvalid is called once for each instance newly found invalid.
 	OnInvalid func(backends []string, inv Invalid)
 	// OnError is called for each failed query.
@@ -48,10 +50,14 @@ func Key(service string, tags []string) string {
 
 // Run watches until ctx ends.
 func (w *Watch) Run(ctx context.Context) {
-	q := query{minInterval: w.MinInterval}
-	if q.minInterval <= 0 {
-		q.minInterval = DefaultMinInterval
+	limit, burst := w.Rate, w.Burst
+	if limit <= 0 {
+		limit = DefaultRate
 	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	q := newQuery(limit, burst)
 	wait := w.WaitTime
 	if wait <= 0 {
 		wait = DefaultWaitTime
@@ -68,7 +74,6 @@ func (w *Watch) Run(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		q.lastStart = time.Now()
 		opts := (&api.QueryOptions{
 			Datacenter: w.Datacenter,
 			AllowStale: w.AllowStale,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 func TestQueryUpdate(t *testing.T) {
@@ -50,12 +51,20 @@ func TestBackoffBounds(t *testing.T) {
 			}
 		}
 	}
-	q := query{minInterval: 10 * time.Millisecond, lastStart: time.Now()}
-	if d := q.wait(time.Now()); d <= 0 || d > 10*time.Millisecond {
-		t.Fatalf("wait right after a call = %s", d)
+	// A burst goes through without delay; beyond it calls are spaced at the rate.
+	q := newQuery(rate.Limit(10), 3)
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if d := q.wait(now); d > 0 {
+			t.Fatalf("call %d of the burst waits %s", i, d)
+		}
 	}
-	if d := q.wait(time.Now().Add(time.Second)); d > 0 {
-		t.Fatalf("wait long after a call = %s", d)
+	if d := q.wait(now); d < 90*time.Millisecond || d > 110*time.Millisecond {
+		t.Fatalf("call after the burst waits %s, want ~100ms", d)
+	}
+	q.failures = 2
+	if d := q.wait(now); d < backoffBase || d > 2*backoffBase {
+		t.Fatalf("after 2 failures wait = %s", d)
 	}
 }
 
@@ -110,7 +119,7 @@ func TestWatchIndexAndPublish(t *testing.T) {
 	var invalid []Invalid
 	var mu sync.Mutex
 	w := &Watch{Service: "web", Tags: []string{"prod"}, Backends: []string{"be_a", "be_b"}, Health: fake, Store: store,
-		MinInterval: time.Microsecond, Log: zerolog.Nop(),
+		Log:       zerolog.Nop(),
 		OnInvalid: func(_ []string, inv Invalid) { mu.Lock(); invalid = append(invalid, inv); mu.Unlock() }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

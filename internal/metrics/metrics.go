@@ -75,6 +75,18 @@ func New() *Metrics {
 	return m
 }
 
+// InitBackends creates every per-backend series at zero, so that a backend
+// with nothing to report shows 0 rather than no series.
+func (m *Metrics) InitBackends(names []string) {
+	for _, b := range names {
+		m.InvalidInstances.WithLabelValues(b)
+		m.Unplaced.WithLabelValues(b)
+		for _, st := range []string{"ready", "drain", "maint", "free"} {
+			m.Slots.WithLabelValues(b, st)
+		}
+	}
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	gosync "sync"
 
 	"github.com/hapctl/hapctl/internal/runtime"
 )
@@ -14,6 +15,15 @@ type Runtime interface {
 }
 
 var _ Runtime = (*runtime.Client)(nil)
+
+// Parallelism of large batches: HAProxy runs the commands of one CLI
+// connection one after the other, so a batch of thousands of commands is
+// split by slot over a few connections (each slot's commands stay in order
+// on one connection).
+const (
+	parallelMin  = 512 // commands below which one connection is used
+	parallelConn = 4
+)
 
 // Applied counts the outcome of Apply.
 type Applied struct {
@@ -59,9 +69,72 @@ func Apply(ctx context.Context, rt Runtime, ops []Op) (Applied, error) {
 	return res, joinFirst(errs)
 }
 
-// run sends one batch and records failed slots; it returns the refused
-// commands' errors and the socket error, if any.
+// run sends one batch, over several connections when it is large, and
+// records failed slots; it returns the refused commands' errors and the
+// first socket error, if any.
 func run(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, res *Applied) ([]error, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	if len(ops) < parallelMin {
+		return runOne(ctx, rt, ops, failed, res)
+	}
+	groups := splitBySlot(ops, parallelConn)
+	type outcome struct {
+		res    Applied
+		failed map[string]bool
+		errs   []error
+		err    error
+	}
+	outs := make([]outcome, len(groups))
+	var wg gosync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := &outs[i]
+			o.failed = map[string]bool{}
+			o.errs, o.err = runOne(ctx, rt, g, o.failed, &o.res)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	var first error
+	for _, o := range outs {
+		res.OK += o.res.OK
+		res.Failed += o.res.Failed
+		for k := range o.failed {
+			failed[k] = true
+		}
+		errs = append(errs, o.errs...)
+		if first == nil {
+			first = o.err
+		}
+	}
+	return errs, first
+}
+
+// splitBySlot deals the slots' ops out to n groups, keeping each slot's ops
+// together and in order.
+func splitBySlot(ops []Op, n int) [][]Op {
+	groups := make([][]Op, n)
+	index := map[string]int{}
+	next := 0
+	for _, o := range ops {
+		key := o.Backend + "/" + o.Server
+		g, ok := index[key]
+		if !ok {
+			g = next % n
+			index[key] = g
+			next++
+		}
+		groups[g] = append(groups[g], o)
+	}
+	return groups
+}
+
+// runOne sends one batch on one connection.
+func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, res *Applied) ([]error, error) {
 	if len(ops) == 0 {
 		return nil, nil
 	}

@@ -3,10 +3,12 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 func TestApplyTwoPhases(t *testing.T) {
@@ -68,5 +70,46 @@ func TestApplyNothing(t *testing.T) {
 	f := newFake("be_web", 1)
 	if res, err := Apply(context.Background(), f, nil); err != nil || res != (Applied{}) || len(f.commands()) != 0 {
 		t.Fatalf("%+v %v %v", res, err, f.commands())
+	}
+}
+
+func TestApplyLargeBatchKeepsSlotOrder(t *testing.T) {
+	t.Parallel()
+	const n = 400 // 800 first-phase ops: over parallelMin, split over connections
+	f := newFake("be_web", n)
+	f.refuse = func(cmd string) string {
+		if cmd == "set server be_web/srv77 addr 10.0.0.77 port 80" {
+			return "Invalid addr"
+		}
+		return ""
+	}
+	var ops []Op
+	for i := 1; i <= n; i++ {
+		name := slot.Name(i)
+		ops = append(ops, addrOp(name, fmt.Sprintf("10.0.%d.%d:80", i/256, i%256)), weightOp(name, 3), commit(name, ready))
+	}
+	ops[76*3] = addrOp("srv77", "10.0.0.77:80")
+	res, err := Apply(context.Background(), f, ops)
+	if err == nil || res != (Applied{OK: 3*n - 2, Failed: 1, Skipped: 1}) {
+		t.Fatalf("applied %+v, err %v", res, err)
+	}
+	// Per slot: addr, then weight, then (second phase) ready.
+	pos := map[string][]string{}
+	for _, c := range f.commands() {
+		f := strings.Fields(c)
+		pos[f[2]] = append(pos[f[2]], f[3])
+	}
+	for i := 1; i <= n; i++ {
+		key := "be_web/" + slot.Name(i)
+		want := "addr weight state"
+		if i == 77 {
+			want = "addr weight"
+		}
+		if got := strings.Join(pos[key], " "); got != want {
+			t.Fatalf("%s got commands %q, want %q", key, got, want)
+		}
+	}
+	if s := f.server("be_web", "srv77"); s.State() != maint {
+		t.Fatalf("srv77 is %s after its address was refused", s.State())
 	}
 }

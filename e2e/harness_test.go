@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
+	"github.com/hapctl/hapctl/internal/testbed"
+)
+
+// bed is one Consul, one HAProxy and one hapctl.
+type bed struct {
+	t        testing.TB
+	consul   *testbed.Consul
+	haproxy  *testbed.HAProxy
+	frontend string // http://127.0.0.1:port/
+	apiAddr  string
+	cfgPath  string
+	hapctl   *testbed.Process
+}
+
+type bedOptions struct {
+	minSlots      int
+	serverOptions string
+}
+
+// newBed starts Consul and HAProxy with a user config holding a frontend and
+// an empty backend be_web; hapctl is started by startHapctl.
+func newBed(t testing.TB, opts bedOptions) *bed {
+	t.Helper()
+	b := &bed{t: t, consul: testbed.StartConsul(t), haproxy: testbed.NewHAProxy(t)}
+	port := testbed.FreePort(t)
+	b.frontend = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	b.haproxy.Start(b.haproxy.Preamble() + fmt.Sprintf(`
+frontend fe
+    bind 127.0.0.1:%d
+    default_backend be_web
+
+backend be_web
+    balance roundrobin
+    retries 3
+    option redispatch
+`, port))
+	b.apiAddr = fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t))
+	b.cfgPath = filepath.Join(b.haproxy.Dir, "hapctl.yaml")
+	testbed.WriteFile(t, b.cfgPath, fmt.Sprintf(`consul:
+  address: %s
+haproxy:
+  config_file: %s
+  runtime_socket: %s
+  master_socket: %s
+  state_file: %s
+  binary: %s
+api:
+  listen: %s
+backends:
+  - name: be_web
+    service: web
+    min_slots: %d
+    server_options: %q
+`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
+		testbed.HAProxyBin(t), b.apiAddr, opts.minSlots, opts.serverOptions))
+	return b
+}
+
+// startHapctl starts `hapctl daemon` and waits until /readyz says ready.
+func (b *bed) startHapctl() {
+	b.t.Helper()
+	b.hapctl = testbed.StartProcess(b.t, "hapctl", hapctlBin, "daemon", "--config", b.cfgPath, "--log-level", "debug")
+	testbed.Eventually(b.t, 20*time.Second, "hapctl is ready", func() error {
+		if b.hapctl.Exited() {
+			b.t.Fatalf("hapctl exited:\n%s", b.hapctl.Output())
+		}
+		return b.ready()
+	})
+}
+
+func (b *bed) ready() error {
+	resp, err := http.Get("http://" + b.apiAddr + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, body)
+	}
+	return nil
+}
+
+// stopHapctl sends SIGTERM and waits for a clean exit.
+func (b *bed) stopHapctl() {
+	b.t.Helper()
+	if err := b.hapctl.Signal(syscall.SIGTERM); err != nil {
+		b.t.Fatal(err)
+	}
+	err, done := b.hapctl.Wait(10 * time.Second)
+	if !done {
+		b.t.Fatal("hapctl did not stop within 10s of SIGTERM")
+	}
+	if err != nil {
+		b.t.Fatalf("hapctl exited with %v:\n%s", err, b.hapctl.Output())
+	}
+}
+
+// metric reads one sample from hapctl's /metrics; series is the name with
+// its labels as Prometheus prints them, like `x_total{result="ok"}`.
+func (b *bed) metric(series string) float64 {
+	b.t.Helper()
+	resp, err := http.Get("http://" + b.apiAddr + "/metrics")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if ok && name == series {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			return v
+		}
+	}
+	b.t.Fatalf("metric %s not found", series)
+	return 0
+}
+
+// slots returns "srvN=addr:port/state/weight" for every slot of be_web.
+func (b *bed) slots() []string {
+	b.t.Helper()
+	var out []string
+	for _, s := range b.haproxy.Servers("be_web") {
+		if _, ok := slot.Index(s.Name); ok {
+			out = append(out, fmt.Sprintf("%s=%s/%s/%d", s.Name, s.Endpoint(), s.State(), s.Weight))
+		}
+	}
+	return out
+}
+
+// slotOf finds the slot whose endpoint is addr; "" when none.
+func (b *bed) slotOf(endpoint string) (runtime.ServerState, bool) {
+	for _, s := range b.haproxy.Servers("be_web") {
+		if s.Endpoint() == endpoint {
+			return s, true
+		}
+	}
+	return runtime.ServerState{}, false
+}
+
+// waitSlot waits until the slot holding endpoint is in state with weight
+// (weight < 0: any).
+func (b *bed) waitSlot(endpoint string, state runtime.State, weight int) {
+	b.t.Helper()
+	testbed.Eventually(b.t, 10*time.Second, endpoint+" is "+state.String(), func() error {
+		s, ok := b.slotOf(endpoint)
+		switch {
+		case !ok:
+			return fmt.Errorf("no slot has %s: %v", endpoint, b.slots())
+		case s.State() != state:
+			return fmt.Errorf("%s is %s", s.Name, s.State())
+		case weight >= 0 && s.Weight != weight:
+			return fmt.Errorf("%s has weight %d", s.Name, s.Weight)
+		}
+		return nil
+	})
+}
+
+// register registers backend be as instance id of service web.
+func (b *bed) register(id string, be *backend, weight int) {
+	b.t.Helper()
+	reg := &api.AgentServiceRegistration{ID: id, Name: "web", Address: be.host, Port: be.port}
+	if weight > 0 {
+		reg.Weights = &api.AgentWeights{Passing: weight, Warning: 1}
+	}
+	b.consul.Register(reg, api.HealthPassing)
+}
+
+// backend is a small HTTP server that counts its requests.
+type backend struct {
+	name     string
+	host     string
+	port     int
+	requests atomic.Int64
+	srv      *http.Server
+}
+
+func (be *backend) endpoint() string { return net.JoinHostPort(be.host, strconv.Itoa(be.port)) }
+
+func startBackend(t testing.TB, name string) *backend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &backend{name: name, host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port}
+	be.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		be.requests.Add(1)
+		_, _ = io.WriteString(w, be.name)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = be.srv.Serve(l) }()
+	t.Cleanup(func() { _ = be.srv.Close() })
+	return be
+}
+
+// load sends requests to the frontend over keep-alive connections from a
+// few workers at a bounded rate, until stopped.
+type load struct {
+	sent, failed atomic.Int64
+	mu           sync.Mutex
+	errors       []string
+	stop         context.CancelFunc
+	done         sync.WaitGroup
+}
+
+func startLoad(t testing.TB, url string, workers int, perWorker time.Duration) *load {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{stop: cancel}
+	tr := &http.Transport{MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute}
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for i := 0; i < workers; i++ {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			tick := time.NewTicker(perWorker)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				l.sent.Add(1)
+				resp, err := client.Get(url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil && ctx.Err() == nil {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if len(l.errors) < 10 {
+						l.errors = append(l.errors, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() { l.finish(); tr.CloseIdleConnections() })
+	return l
+}
+
+// waitMore waits until n more requests were sent, so that every step of a
+// scenario runs under traffic.
+func (l *load) waitMore(t testing.TB, n int64) {
+	t.Helper()
+	target := l.sent.Load() + n
+	testbed.Eventually(t, 30*time.Second, "load makes progress", func() error {
+		if got := l.sent.Load(); got < target {
+			return fmt.Errorf("%d of %d requests sent", got, target)
+		}
+		return nil
+	})
+}
+
+func (l *load) finish() {
+	l.stop()
+	l.done.Wait()
+}
+
+// get sends one request through the frontend and returns the body.
+func get(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// fileContent reads a file or fails.
+func fileContent(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

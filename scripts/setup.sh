@@ -32,9 +32,14 @@ install_apt_packages() {
 		sudo="sudo"
 	fi
 	log "installing ${missing[*]} from apt"
-	$sudo apt-get update -qq >&2 || die "apt-get update failed"
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2 ||
-		die "apt-get install ${missing[*]} failed"
+	local aptlog
+	aptlog=$(mktemp)
+	if ! { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"; } >"$aptlog" 2>&1; then
+		cat "$aptlog" >&2
+		rm -f "$aptlog"
+		die "apt-get install ${missing[*]} failed (output above)"
+	fi
+	rm -f "$aptlog"
 	# The package starts a system haproxy on :80 with its own config; we run our own instances.
 	if need_cmd systemctl && systemctl is-active --quiet haproxy 2>/dev/null; then
 		$sudo systemctl stop haproxy >/dev/null 2>&1 || true
@@ -43,8 +48,15 @@ install_apt_packages() {
 	need_cmd socat || die "socat still missing after apt-get install"
 }
 
+# consul_ok: the cached binary runs and is the wanted version. (Not a pipe
+# into grep -q: under pipefail, consul's SIGPIPE would fail the check.)
+consul_ok() {
+	local out
+	[ -x "$CONSUL_BIN" ] && out=$("$CONSUL_BIN" version 2>/dev/null) && [[ $out == *"v$CONSUL_VERSION"* ]]
+}
+
 build_consul() {
-	if [ -x "$CONSUL_BIN" ] && "$CONSUL_BIN" version 2>/dev/null | grep -q "v$CONSUL_VERSION"; then
+	if consul_ok; then
 		log "consul v$CONSUL_VERSION cached at $CONSUL_BIN"
 		return
 	fi
@@ -72,7 +84,7 @@ build_consul() {
 	mkdir -p "$(dirname "$CONSUL_BIN")"
 	mv "$work/consul" "$CONSUL_BIN.tmp"
 	mv "$CONSUL_BIN.tmp" "$CONSUL_BIN"
-	"$CONSUL_BIN" version | grep -q "v$CONSUL_VERSION" || die "built consul does not report v$CONSUL_VERSION"
+	consul_ok || die "built consul does not report v$CONSUL_VERSION"
 	log "consul v$CONSUL_VERSION built: $CONSUL_BIN"
 }
 

@@ -35,7 +35,11 @@ func Validate(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	if err := haproxycfg.CheckData(ctx, cfg.HAProxy.Binary, cfg.HAProxy.ConfigFile, out); err != nil {
 		return fmt.Errorf("the haproxy config hapctl would write: %w", err)
 	}
-	fmt.Fprintf(w, "config OK: %d backends\n", len(cfg.Backends))
+	noun := "backends"
+	if len(cfg.Backends) == 1 {
+		noun = "backend"
+	}
+	fmt.Fprintf(w, "config OK: %d %s\n", len(cfg.Backends), noun)
 	if len(changes) == 0 {
 		fmt.Fprintf(w, "haproxy config %s: has every slot line, haproxy -c accepts it\n", cfg.HAProxy.ConfigFile)
 		return nil

@@ -162,41 +162,57 @@ func (c *Client) readErr(ctx context.Context, err error) error {
 	return &ConnError{Socket: c.Socket, Op: "read", Err: err}
 }
 
-// framer splits a prompt-mode stream into answers. It remembers how far it
-// has searched, so a large answer arriving in many reads is scanned once.
+// framer splits a prompt-mode stream into answers. It reuses one buffer
+// (compacting it in place, growing it only for a large answer) and remembers
+// how far it has searched, so a large answer arriving in many reads is
+// scanned once.
 type framer struct {
-	r    io.Reader
-	buf  []byte
-	scan int
+	r                io.Reader
+	buf              []byte // unread data is buf[start:end]
+	start, end, scan int
 }
 
 func (f *framer) next() (string, error) {
+	if f.buf == nil {
+		f.buf = make([]byte, 64<<10)
+	}
 	for {
-		if i := bytes.Index(f.buf[f.scan:], promptDelim); i >= 0 {
-			end := f.scan + i
-			answer := string(bytes.TrimSuffix(f.buf[:end], []byte("\n")))
-			f.buf = f.buf[end+len(promptDelim):]
-			f.scan = 0
+		if i := bytes.Index(f.buf[f.scan:f.end], promptDelim); i >= 0 {
+			stop := f.scan + i
+			answer := string(bytes.TrimSuffix(f.buf[f.start:stop], []byte("\n")))
+			f.start = stop + len(promptDelim)
+			f.scan = f.start
 			return answer, nil
 		}
-		f.scan = max(0, len(f.buf)-len(promptDelim)+1)
-		if len(f.buf) > maxAnswer {
+		f.scan = max(f.start, f.end-len(promptDelim)+1)
+		if f.end-f.start > maxAnswer {
 			return "", fmt.Errorf("%w: answer longer than %d bytes", ErrProtocol, maxAnswer)
 		}
-		if cap(f.buf)-len(f.buf) < 16<<10 {
-			grown := make([]byte, len(f.buf), 2*len(f.buf)+64<<10)
-			copy(grown, f.buf)
-			f.buf = grown
+		if f.end == len(f.buf) {
+			f.makeRoom()
 		}
-		n, err := f.r.Read(f.buf[len(f.buf):cap(f.buf)])
-		f.buf = f.buf[:len(f.buf)+n]
+		n, err := f.r.Read(f.buf[f.end:])
+		f.end += n
 		if err != nil && n == 0 {
 			if errors.Is(err, io.EOF) {
-				return "", fmt.Errorf("%w: connection closed before the answer ended (got %q)", ErrProtocol, clip(f.buf, 80))
+				return "", fmt.Errorf("%w: connection closed before the answer ended (got %q)", ErrProtocol, clip(f.buf[f.start:f.end], 80))
 			}
 			return "", err
 		}
 	}
+}
+
+// makeRoom moves the unread data to the front of the buffer, and doubles
+// the buffer when that frees less than half of it.
+func (f *framer) makeRoom() {
+	unread := f.end - f.start
+	buf := f.buf
+	if unread > len(f.buf)/2 {
+		buf = make([]byte, 2*len(f.buf))
+	}
+	copy(buf, f.buf[f.start:f.end])
+	f.scan -= f.start
+	f.start, f.end, f.buf = 0, unread, buf
 }
 
 func clip(b []byte, n int) string {

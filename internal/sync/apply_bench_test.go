@@ -15,11 +15,28 @@ import (
 )
 
 // BenchmarkApply1000 applies 1000 server changes to a real HAProxy through
-// the executor: every iteration moves all 1000 slots to other instances
-// (maint, addr, ready: 3000 commands in two batches). Only Apply is timed.
+// the executor; only Apply is timed.
+//
+//	place: 1000 free slots (maint) get instances: addr + ready, 2000 commands
+//	move:  1000 slots in service move to other instances: maint + addr +
+//	       ready, 3000 commands (the second batch waits for the first)
+//
+// HAProxy logs a warning per server state change; "logged" writes them to
+// stderr as a foreground HAProxy does, "quiet" runs it with -q.
 func BenchmarkApply1000(b *testing.B) {
+	for _, quiet := range []bool{false, true} {
+		name := "logged"
+		if quiet {
+			name = "quiet"
+		}
+		b.Run(name, func(b *testing.B) { benchApply1000(b, quiet) })
+	}
+}
+
+func benchApply1000(b *testing.B, quiet bool) {
 	const n = 1000
 	h := testbed.NewHAProxy(b)
+	h.Quiet = quiet
 	var cfg strings.Builder
 	cfg.WriteString(h.Preamble() + "\nbackend be_web\n    balance roundrobin\n")
 	for i := 1; i <= n; i++ {
@@ -35,22 +52,42 @@ func BenchmarkApply1000(b *testing.B) {
 		}
 	}
 	ctx := context.Background()
-	commands := 0
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
+	plan := func(b *testing.B, instances []consul.Instance) []sync.Op {
 		actual := h.Servers("be_web")
-		d := sync.Desire(sync.Input{Backend: be, Snapshot: consul.Snapshot{Instances: sets[i%2], Passing: n}, Actual: actual})
-		p := sync.MakePlan(d, actual)
-		commands += len(p.Ops)
-		b.StartTimer()
-		res, err := sync.Apply(ctx, h.Runtime, p.Ops)
-		if err != nil || res.OK != len(p.Ops) {
-			b.Fatalf("applied %+v of %d: %v", res, len(p.Ops), err)
+		d := sync.Desire(sync.Input{Backend: be, Snapshot: consul.Snapshot{Instances: instances, Passing: len(instances)}, Actual: actual})
+		return sync.MakePlan(d, actual).Ops
+	}
+	apply := func(b *testing.B, ops []sync.Op) {
+		res, err := sync.Apply(ctx, h.Runtime, ops)
+		if err != nil || res.OK != len(ops) {
+			b.Fatalf("applied %+v of %d: %v", res, len(ops), err)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(commands)/float64(b.N), "commands/op")
+	b.Run("place", func(b *testing.B) {
+		commands := 0
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			apply(b, plan(b, nil)) // every slot free again (empty guard is off)
+			ops := plan(b, sets[i%2])
+			commands += len(ops)
+			b.StartTimer()
+			apply(b, ops)
+		}
+		b.ReportMetric(float64(commands)/float64(b.N), "commands/op")
+	})
+	b.Run("move", func(b *testing.B) {
+		b.StopTimer()
+		apply(b, plan(b, sets[1]))
+		commands := 0
+		for i := 0; i < b.N; i++ {
+			ops := plan(b, sets[i%2])
+			commands += len(ops)
+			b.StartTimer()
+			apply(b, ops)
+			b.StopTimer()
+		}
+		b.ReportMetric(float64(commands)/float64(b.N), "commands/op")
+	})
 	for _, s := range h.Servers("be_web") {
 		if s.State() != runtime.StateReady {
 			b.Fatalf("%s is %s after the last apply", s.Name, s.State())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench.sh — run hapctl's benchmarks with enough iterations to quote, and
+# print the results. The numbers in BENCHMARKS.md come from this command.
+#
+#   propagation  Consul change sent -> HAProxy shows it (60 trials each), against
+#                real Consul and HAProxy, with Consul's own share measured alongside
+#   apply        1000 slot changes through the executor into a real HAProxy
+#   plan         desired state + plan for 1k/10k/50k slots (pure, allocations)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HAPCTL_CONSUL_BIN=$(scripts/setup.sh | tail -n1)
+export HAPCTL_CONSUL_BIN
+mkdir -p .bench
+out=.bench/results.txt
+{
+	echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, $(go version | cut -d' ' -f3), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
+	go test -count=1 -run '^$' -bench 'BenchmarkPropagation' -benchtime 60x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkApply1000/' -benchtime 50x ./internal/sync
+	go test -count=1 -run '^$' -bench 'BenchmarkApply1000Servers' -benchtime 50x ./internal/runtime
+	go test -count=1 -run '^$' -bench 'BenchmarkPlan' -benchmem ./internal/sync
+} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+bench_test)' | tee "$out"
+echo "results in $out" >&2

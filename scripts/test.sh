@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# test.sh — set up the test bed and run hapctl's whole test suite:
+# formatting, vet, unit tests, fuzz seed corpora, end-to-end tests against
+# real Consul and HAProxy (all with the race detector), the demo's smoke run
+# and one pass of every benchmark. Fails loudly on the first problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup (HAProxy, socat, Consul)"
+HAPCTL_CONSUL_BIN=$(scripts/setup.sh | tail -n1)
+export HAPCTL_CONSUL_BIN
+command -v go >/dev/null || { echo "go is not on PATH" >&2; exit 1; }
+go version >&2
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.demo/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race (unit, fuzz seed corpora, end-to-end)"
+go test -race -count=1 -timeout 30m ./...
+
+step "demo smoke run"
+scripts/demo.sh --smoke
+
+step "benchmarks, one pass each (numbers: scripts/bench.sh)"
+go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+
+step "all tests passed"

@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"errors"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/testbed"
+)
+
+// hapctl runs the hapctl binary and returns its combined output and exit code.
+func hapctl(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(hapctlBin, args...).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatal(err)
+	return "", -1
+}
+
+func TestDaemonRefusesBadConfig(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 4})
+	before := fileContent(t, b.haproxy.ConfigPath)
+	cfg := fileContent(t, b.cfgPath)
+	testbed.WriteFile(t, b.cfgPath, strings.Replace(cfg, "min_slots: 4", "min_slots: 0\n    max_slot: 3", 1))
+	out, code := hapctl(t, "daemon", "--config", b.cfgPath)
+	if code != 1 || !strings.Contains(out, `unknown key "max_slot" in a backend`) {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	testbed.WriteFile(t, b.cfgPath, strings.Replace(cfg, "min_slots: 4", "min_slots: 0", 1))
+	out, code = hapctl(t, "daemon", "--config", b.cfgPath)
+	if code != 1 || !strings.Contains(out, "backends[0] (be_web).min_slots: must be at least 1, got 0") {
+		t.Fatalf("exit %d, output:\n%s", code, out)
+	}
+	testbed.WriteFile(t, b.cfgPath, strings.Replace(cfg, `server_options: ""`, `server_options: "check inter never"`, 1))
+	out, code = hapctl(t, "daemon", "--config", b.cfgPath)
+	if code != 1 || !strings.Contains(out, "haproxy -c refused") {
+		t.Fatalf("server options HAProxy refuses: exit %d, output:\n%s", code, out)
+	}
+	if after := fileContent(t, b.haproxy.ConfigPath); after != before {
+		t.Fatalf("a refused config changed haproxy.cfg:\n%s", after)
+	}
+	if n := b.haproxy.Procs().Master.Reloads; n != 0 {
+		t.Fatalf("a refused config reloaded haproxy %d times", n)
+	}
+}
+
+func TestPlanChangesNothing(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 4})
+	be := startBackend(t, "web-1")
+	b.register("web-1", be, 3)
+	before := fileContent(t, b.haproxy.ConfigPath)
+	testbed.Eventually(t, 10*time.Second, "consul lists web-1", func() error {
+		out, code := hapctl(t, "plan", "--config", b.cfgPath)
+		if code != 0 || !strings.Contains(out, "1 passing") {
+			return errors.New(out)
+		}
+		return nil
+	})
+	out, code := hapctl(t, "plan", "--config", b.cfgPath)
+	for _, want := range []string{
+		"be_web: adds srv1, srv2, srv3, srv4",
+		"reload: yes (new slot lines)",
+		"set server be_web/srv1 addr " + be.host + " port ",
+		"set server be_web/srv1 weight 3",
+		"set server be_web/srv1 state ready",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("plan output lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	if after := fileContent(t, b.haproxy.ConfigPath); after != before {
+		t.Fatal("plan changed haproxy.cfg")
+	}
+	if n := b.haproxy.Procs().Master.Reloads; n != 0 {
+		t.Fatalf("plan reloaded haproxy")
+	}
+	if len(b.haproxy.Servers("be_web")) != 0 {
+		t.Fatal("plan added servers")
+	}
+}
+
+func TestStartsBeforeHAProxyAndFollowsRestarts(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 2})
+	be := startBackend(t, "web-1")
+	b.register("web-1", be, 0)
+	b.register("web-2", startBackend(t, "web-2"), 0)
+	b.haproxy.Stop()
+
+	// HAProxy is down: hapctl writes the slots into the file and waits.
+	b.hapctl = testbed.StartProcess(t, "hapctl", hapctlBin, "daemon", "--config", b.cfgPath)
+	testbed.Eventually(t, 10*time.Second, "readyz names haproxy", func() error {
+		err := b.ready()
+		if err == nil || !strings.Contains(err.Error(), "haproxy does not answer") {
+			return errors.New("readyz: " + errString(err))
+		}
+		return nil
+	})
+	if !strings.Contains(fileContent(t, b.haproxy.ConfigPath), "server srv2 127.0.0.1:1 disabled") {
+		t.Fatal("slot lines not written while haproxy was down")
+	}
+
+	// HAProxy starts with the slot lines: hapctl syncs it without a reload.
+	b.haproxy.Start("")
+	b.waitSlot(be.endpoint(), runtime.StateReady, 1)
+	testbed.Eventually(t, 10*time.Second, "hapctl ready", b.ready)
+	want := b.slots()
+
+	// HAProxy restarted (not reloaded): a new process with every slot in maint.
+	b.haproxy.Stop()
+	b.haproxy.Start("")
+	testbed.Eventually(t, 10*time.Second, "slots restored after the restart", func() error {
+		if got := b.slots(); !slices.Equal(got, want) {
+			return errors.New(strings.Join(got, " "))
+		}
+		return nil
+	})
+	if n := b.haproxy.Procs().Master.Reloads; n != 0 {
+		t.Fatalf("hapctl reloaded the restarted haproxy %d times", n)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ready"
+	}
+	return err.Error()
+}

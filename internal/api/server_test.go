@@ -1,0 +1,93 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+type fakeReady struct {
+	ok     bool
+	reason string
+}
+
+func (f fakeReady) Ready() (bool, string) { return f.ok, f.reason }
+
+func serve(t *testing.T, ready Readiness, method, path string) (int, string, http.Header) {
+	t.Helper()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hapctl_up 1\n") })
+	s := &Server{Ready: ready, Metrics: metrics, Log: zerolog.Nop()}
+	rec := httptest.NewRecorder()
+	s.Routes().ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	return rec.Code, rec.Body.String(), rec.Header()
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		ready      fakeReady
+		method     string
+		path       string
+		wantStatus int
+		wantJSON   map[string]any
+	}{
+		{"healthz", fakeReady{}, "GET", "/healthz", 200, map[string]any{"status": "ok"}},
+		{"ready", fakeReady{ok: true}, "GET", "/readyz", 200, map[string]any{"ready": true}},
+		{"not ready", fakeReady{reason: "haproxy does not answer: dial unix"}, "GET", "/readyz", 503,
+			map[string]any{"ready": false, "reason": "haproxy does not answer: dial unix"}},
+		{"unknown route", fakeReady{}, "GET", "/v1/nope", 404, map[string]any{"error": "no such route"}},
+		{"wrong method", fakeReady{}, "POST", "/healthz", 405, map[string]any{"error": "method not allowed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			status, body, hdr := serve(t, tt.ready, tt.method, tt.path)
+			if status != tt.wantStatus {
+				t.Fatalf("status %d, want %d (%s)", status, tt.wantStatus, body)
+			}
+			if ct := hdr.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("content type %q", ct)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(body), &got); err != nil {
+				t.Fatalf("body %q: %v", body, err)
+			}
+			if len(got) != len(tt.wantJSON) {
+				t.Fatalf("body %v, want %v", got, tt.wantJSON)
+			}
+			for k, v := range tt.wantJSON {
+				if got[k] != v {
+					t.Fatalf("body %v, want %v", got, tt.wantJSON)
+				}
+			}
+		})
+	}
+	if status, body, _ := serve(t, fakeReady{}, "GET", "/metrics"); status != 200 || !strings.Contains(body, "hapctl_up 1") {
+		t.Fatalf("metrics: %d %q", status, body)
+	}
+}
+
+func TestListenUnixReplacesStaleSocket(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/api.sock"
+	l, err := Listen("unix:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crashed hapctl leaves its socket file; the next start must take it over.
+	if ul, ok := l.(interface{ SetUnlinkOnClose(bool) }); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	_ = l.Close()
+	l2, err := Listen("unix:" + path)
+	if err != nil {
+		t.Fatalf("second listen: %v", err)
+	}
+	_ = l2.Close()
+}

@@ -135,3 +135,40 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestMinSlotsGrowthUnderLoad: raising min_slots on a live system reloads
+// HAProxy once; the bound slots keep serving through it, no request fails.
+func TestMinSlotsGrowthUnderLoad(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 2, serverOptions: "check inter 1s"})
+	web1, web2 := startBackend(t, "web-1"), startBackend(t, "web-2")
+	b.register("web-1", web1, 5)
+	b.register("web-2", web2, 0)
+	b.startHapctl()
+	b.waitSlot(web1.endpoint(), runtime.StateReady, 5)
+	b.waitSlot(web2.endpoint(), runtime.StateReady, 1)
+	before := b.slots()
+	reloads := b.haproxy.Procs().Master.Reloads
+
+	ld := startLoad(t, b.frontend, 4, 2*time.Millisecond)
+	ld.waitMore(t, 50)
+	b.stopHapctl()
+	testbed.WriteFile(t, b.cfgPath, strings.Replace(fileContent(t, b.cfgPath), "min_slots: 2", "min_slots: 6", 1))
+	b.startHapctl()
+	ld.waitMore(t, 200)
+	ld.finish()
+
+	if got := b.haproxy.Procs().Master.Reloads; got != reloads+1 {
+		t.Fatalf("%d reloads for one min_slots change", got-reloads)
+	}
+	after := b.slots()
+	if len(after) != 6 || !slices.Equal(after[:2], before) {
+		t.Fatalf("slots after growth:\n %v\nbefore:\n %v", after, before)
+	}
+	if n := b.metric(`hapctl_runtime_commands_total{result="ok"}`); n != 0 {
+		t.Fatalf("after the reload hapctl had to resend %v commands: state was lost", n)
+	}
+	if f := ld.failed.Load(); f != 0 {
+		t.Fatalf("%d of %d requests failed across the reload: %v", f, ld.sent.Load(), ld.errors)
+	}
+	t.Logf("load: %d requests across the reload, 0 failed", ld.sent.Load())
+}

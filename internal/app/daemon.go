@@ -44,7 +44,7 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 
 	boot := &haproxycfg.Bootstrap{
-		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary,
+		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
 		Runtime: rt, Master: &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second},
 		Log: log,
 	}

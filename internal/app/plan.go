@@ -47,7 +47,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		return PlanReport{}, err
 	}
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
-	boot := &haproxycfg.Bootstrap{ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, Runtime: rt}
+	boot := &haproxycfg.Bootstrap{ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile, Runtime: rt}
 	bp, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
 	if err != nil {
 		return PlanReport{}, err
@@ -103,6 +103,9 @@ func (r PlanReport) Print(w io.Writer) {
 		}
 	default:
 		fmt.Fprintf(w, "haproxy config %s: no change\n", r.ConfigFile)
+	}
+	for _, warning := range b.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
 	switch {
 	case b.NeedsReload() && b.Changed:

@@ -40,6 +40,14 @@ func Validate(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		noun = "backend"
 	}
 	fmt.Fprintf(w, "config OK: %d %s\n", len(cfg.Backends), noun)
+	parsed, _ := haproxycfg.Parse(out)
+	names := make([]string, len(cfg.Backends))
+	for i, b := range cfg.Backends {
+		names[i] = b.Name
+	}
+	for _, warning := range haproxycfg.StateWarnings(parsed, cfg.HAProxy.StateFile, names) {
+		fmt.Fprintf(w, "warning: %s\n", warning)
+	}
 	if len(changes) == 0 {
 		fmt.Fprintf(w, "haproxy config %s: has every slot line, haproxy -c accepts it\n", cfg.HAProxy.ConfigFile)
 		return nil

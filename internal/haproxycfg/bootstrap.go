@@ -1,9 +1,11 @@
 package haproxycfg
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -23,6 +25,7 @@ type Runtime interface {
 type Bootstrap struct {
 	ConfigFile string
 	Binary     string
+	StateFile  string // server-state-file dumped before a reload; "" for none
 	Runtime    Runtime
 	Master     *runtime.Master
 	Log        zerolog.Logger
@@ -40,6 +43,8 @@ type BootstrapPlan struct {
 	// read the file when it starts, no reload is needed.
 	Running    bool
 	RuntimeErr error
+	// Warnings say why runtime state would not survive a reload.
+	Warnings []string
 }
 
 // NeedsReload reports whether HAProxy must reload to get its slots.
@@ -47,30 +52,57 @@ func (p BootstrapPlan) NeedsReload() bool {
 	return p.Running && (p.Changed || len(p.Stale) > 0)
 }
 
-// Plan reads the config file and HAProxy's state; it changes nothing.
+// Plan reads the config file and HAProxy's state; it changes nothing. When
+// a reload is needed, the existing slot lines are rendered from HAProxy's
+// runtime state (address, weight, maint), so that the reload keeps every
+// bound slot where it is.
 func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, error) {
 	cur, err := os.ReadFile(b.ConfigFile)
 	if err != nil {
 		return BootstrapPlan{}, fmt.Errorf("reading haproxy config: %w", err)
 	}
-	if _, err := Parse(cur); err != nil {
+	parsed, err := Parse(cur)
+	if err != nil {
 		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
 	}
 	data, changes, err := EnsureSlots(cur, specs)
 	if err != nil {
 		return BootstrapPlan{}, err
 	}
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Backend
+	}
+	p := BootstrapPlan{Changes: changes, Warnings: StateWarnings(parsed, b.StateFile, names)}
+	running, err := b.runningSlots(ctx, specs)
+	p.Running, p.RuntimeErr = err == nil, err
+	if p.Running {
+		for _, s := range specs {
+			for _, n := range SlotsInFile(data, s.Backend) {
+				if _, ok := running[s.Backend][n]; !ok {
+					p.Stale = append(p.Stale, s.Backend)
+					break
+				}
+			}
+		}
+		if len(changes) > 0 || len(p.Stale) > 0 {
+			for _, s := range specs {
+				if data, err = RefreshSlots(data, s.Backend, running[s.Backend], s.Options); err != nil {
+					return BootstrapPlan{}, err
+				}
+			}
+		}
+	}
 	if err := Verify(data, specs); err != nil {
 		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
 	}
-	p := BootstrapPlan{Data: data, Changed: len(changes) > 0, Changes: changes}
-	p.Stale, p.RuntimeErr = b.staleBackends(ctx, data, specs)
-	p.Running = p.RuntimeErr == nil
+	p.Data, p.Changed = data, !bytes.Equal(data, cur)
 	return p, nil
 }
 
-// staleBackends compares the slot lines in data with the running HAProxy.
-func (b *Bootstrap) staleBackends(ctx context.Context, data []byte, specs []SlotSpec) ([]string, error) {
+// runningSlots reads the slot servers each backend has in the running
+// HAProxy; a backend HAProxy does not know has none.
+func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[string]map[int]SlotState, error) {
 	cmds := make([]runtime.Command, 0, len(specs))
 	for _, s := range specs {
 		c, err := runtime.ShowServersState(s.Backend)
@@ -83,36 +115,48 @@ func (b *Bootstrap) staleBackends(ctx context.Context, data []byte, specs []Slot
 	if err != nil {
 		return nil, err
 	}
-	var stale []string
+	out := make(map[string]map[int]SlotState, len(specs))
 	for i, s := range specs {
-		running := map[int]bool{}
-		if results[i].Err == nil {
-			servers, err := runtime.ParseServersState(results[i].Answer)
-			if err != nil {
-				return nil, err
+		states := map[int]SlotState{}
+		out[s.Backend] = states
+		if results[i].Err != nil {
+			if errors.Is(results[i].Err, runtime.ErrNoSuchBackend) {
+				continue
 			}
-			for _, srv := range servers {
-				if n, ok := slot.Index(srv.Name); ok {
-					running[n] = true
-				}
-			}
-		} else if !errors.Is(results[i].Err, runtime.ErrNoSuchBackend) {
 			return nil, results[i].Err
 		}
-		for _, n := range SlotsInFile(data, s.Backend) {
-			if !running[n] {
-				stale = append(stale, s.Backend)
-				break
+		servers, err := runtime.ParseServersState(results[i].Answer)
+		if err != nil {
+			return nil, err
+		}
+		for _, srv := range servers {
+			n, ok := slot.Index(srv.Name)
+			if !ok {
+				continue
 			}
+			st := SlotState{Index: n, Endpoint: netip.AddrPortFrom(srv.Addr, uint16(srv.Port)), Weight: srv.Weight,
+				Maint: srv.State() == runtime.StateMaint}
+			if !srv.Addr.IsValid() || srv.Port < 1 || srv.Port > 65535 {
+				st = SlotState{Index: n, Endpoint: placeholder, Weight: srv.Weight, Maint: true}
+			}
+			states[n] = st
 		}
 	}
-	return stale, nil
+	return out, nil
 }
+
+var placeholder = netip.MustParseAddrPort(Placeholder)
 
 // Apply writes the file (checked by `haproxy -c`) when it changed and
 // reloads HAProxy when it runs without the slots. It returns whether it
 // reloaded.
 func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
+	if p.NeedsReload() && b.StateFile != "" {
+		// Before the file changes: a state that cannot be saved stops here.
+		if err := DumpState(ctx, b.Runtime, b.StateFile); err != nil {
+			return false, fmt.Errorf("saving runtime state before the reload: %w", err)
+		}
+	}
 	if p.Changed {
 		if err := WriteChecked(ctx, b.Binary, b.ConfigFile, p.Data); err != nil {
 			return false, err
@@ -122,17 +166,22 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 				Str("file", b.ConfigFile).Msg("added slot lines to the haproxy config")
 		}
 	}
+	for _, w := range p.Warnings {
+		b.Log.Warn().Str("file", b.ConfigFile).Msg(w)
+	}
 	if !p.NeedsReload() {
 		if p.Changed && !p.Running {
 			b.Log.Warn().Err(p.RuntimeErr).Msg("haproxy does not answer on its stats socket; it will load the slots when it starts")
 		}
 		return false, nil
 	}
+	if len(p.Stale) > 0 {
+		b.Log.Warn().Strs("backends", p.Stale).Msg("the running haproxy lacks slot lines its config file has: reloading")
+	}
 	if !p.Changed {
 		if err := CheckData(ctx, b.Binary, b.ConfigFile, p.Data); err != nil {
 			return false, err
 		}
-		b.Log.Warn().Strs("backends", p.Stale).Msg("the running haproxy lacks slot lines its config file has: reloading")
 	}
 	start := time.Now()
 	procs, err := b.Master.Reload(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -30,10 +31,15 @@ backend be_web
 `, port)
 }
 
+func newBootstrap(t *testing.T, h *testbed.HAProxy) *haproxycfg.Bootstrap {
+	return &haproxycfg.Bootstrap{ConfigFile: h.ConfigPath, Binary: testbed.HAProxyBin(t), StateFile: h.StateFile,
+		Runtime: h.Runtime, Master: h.Master, Log: zerolog.Nop()}
+}
+
 func TestBootstrapAgainstHAProxy(t *testing.T) {
 	h := testbed.NewHAProxy(t)
 	h.Start(userConfig(h, testbed.FreePort(t)))
-	b := &haproxycfg.Bootstrap{ConfigFile: h.ConfigPath, Binary: testbed.HAProxyBin(t), Runtime: h.Runtime, Master: h.Master, Log: zerolog.Nop()}
+	b := newBootstrap(t, h)
 	specs := []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 4, Options: "check inter 2s"}, {Backend: "be_new", Slots: 2}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -43,7 +49,7 @@ func TestBootstrapAgainstHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !p.Changed || !p.Running || !p.NeedsReload() || len(p.Changes) != 2 {
-		t.Fatalf("plan = %+v", p)
+		t.Fatalf("plan: changed %v running %v reload %v changes %v", p.Changed, p.Running, p.NeedsReload(), p.Changes)
 	}
 	reloads := h.Procs().Master.Reloads
 	reloaded, err := b.Apply(ctx, p)
@@ -70,8 +76,8 @@ func TestBootstrapAgainstHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Changed || p.NeedsReload() || len(p.Stale) != 0 {
-		t.Fatalf("second plan = %+v", p)
+	if p.Changed || p.NeedsReload() || len(p.Stale) != 0 || len(p.Warnings) != 0 {
+		t.Fatalf("second plan: changed %v reload %v stale %v warnings %v", p.Changed, p.NeedsReload(), p.Stale, p.Warnings)
 	}
 	if reloaded, err := b.Apply(ctx, p); err != nil || reloaded {
 		t.Fatalf("second apply reloaded=%v err=%v", reloaded, err)
@@ -89,8 +95,8 @@ func TestBootstrapAgainstHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Changed || len(p.Stale) != 1 || p.Stale[0] != "be_web" || !p.NeedsReload() {
-		t.Fatalf("stale plan = %+v", p)
+	if len(p.Stale) != 1 || p.Stale[0] != "be_web" || !p.NeedsReload() {
+		t.Fatalf("stale plan: stale %v, reload %v", p.Stale, p.NeedsReload())
 	}
 	if reloaded, err := b.Apply(ctx, p); err != nil || !reloaded {
 		t.Fatalf("stale apply reloaded=%v err=%v", reloaded, err)
@@ -107,7 +113,7 @@ func TestBadServerOptionsLeaveTheFileAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(h.ConfigPath)
-	b := &haproxycfg.Bootstrap{ConfigFile: h.ConfigPath, Binary: testbed.HAProxyBin(t), Runtime: h.Runtime, Master: h.Master, Log: zerolog.Nop()}
+	b := newBootstrap(t, h)
 	reloads := h.Procs().Master.Reloads
 	ctx := context.Background()
 	p, err := b.Plan(ctx, []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 2, Options: "check inter never"}})
@@ -164,7 +170,7 @@ func TestWriteCheckedKeepsMode(t *testing.T) {
 func TestBootstrapWithoutHAProxyRunning(t *testing.T) {
 	h := testbed.NewHAProxy(t) // paths only: nothing runs
 	testbed.WriteFile(t, h.ConfigPath, userConfig(h, testbed.FreePort(t)))
-	b := &haproxycfg.Bootstrap{ConfigFile: h.ConfigPath, Binary: testbed.HAProxyBin(t), Runtime: h.Runtime, Master: h.Master, Log: zerolog.Nop()}
+	b := newBootstrap(t, h)
 	p, err := b.Plan(context.Background(), []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -187,4 +193,65 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestBootstrapReloadKeepsRuntimeState: growing min_slots reloads HAProxy;
+// slots bound at runtime keep their address, weight and drain, because the
+// lines are rendered from runtime state and the state file is dumped first.
+func TestBootstrapReloadKeepsRuntimeState(t *testing.T) {
+	h := testbed.NewHAProxy(t)
+	h.Start(userConfig(h, testbed.FreePort(t)))
+	b := newBootstrap(t, h)
+	ctx := context.Background()
+	specs := []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 3, Options: "check inter 2s"}}
+	p, err := b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	must := func(c runtime.Command, err error) runtime.Command {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a1, a2 := netip.MustParseAddr("127.0.0.11"), netip.MustParseAddr("::1")
+	if _, err := h.Runtime.Run(ctx,
+		must(runtime.SetAddr("be_web", "srv1", a1, 8081)), must(runtime.SetWeight("be_web", "srv1", 9)), must(runtime.SetState("be_web", "srv1", runtime.StateReady)),
+		must(runtime.SetAddr("be_web", "srv2", a2, 8082)), must(runtime.SetState("be_web", "srv2", runtime.StateDrain)),
+		must(runtime.SetAddr("be_web", "srv3", a1, 8083)), // maint, address kept for when it comes back
+	); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"srv1 127.0.0.11:8081 ready 9", "srv2 [::1]:8082 drain 1", "srv3 127.0.0.11:8083 maint 1"}
+	specs[0].Slots = 5
+	p, err = b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reloaded, err := b.Apply(ctx, p); err != nil || !reloaded {
+		t.Fatalf("reloaded %v, err %v", reloaded, err)
+	}
+	var got []string
+	for _, s := range h.Servers("be_web") {
+		got = append(got, fmt.Sprintf("%s %s %s %d", s.Name, s.Endpoint(), s.State(), s.Weight))
+	}
+	want = append(want, "srv4 127.0.0.1:1 maint 1", "srv5 127.0.0.1:1 maint 1")
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("after the reload:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cfg := string(mustRead(t, h.ConfigPath))
+	for _, line := range []string{
+		"    server srv1 127.0.0.11:8081 weight 9 check inter 2s\n",
+		"    server srv2 [::1]:8082 weight 1 check inter 2s\n",
+		"    server srv3 127.0.0.11:8083 disabled weight 1 check inter 2s\n",
+		"    server srv5 127.0.0.1:1 disabled check inter 2s\n",
+	} {
+		if !strings.Contains(cfg, line) {
+			t.Errorf("config lacks %q:\n%s", line, cfg)
+		}
+	}
 }

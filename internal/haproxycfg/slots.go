@@ -2,10 +2,13 @@ package haproxycfg
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hapctl/hapctl/internal/config"
+	"github.com/hapctl/hapctl/internal/runtime"
 	"github.com/hapctl/hapctl/internal/slot"
 )
 
@@ -139,4 +142,71 @@ func SlotsInFile(data []byte, backend string) []int {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// SlotState is what a slot line is rendered from: the slot as HAProxy runs
+// it.
+type SlotState struct {
+	Index    int
+	Endpoint netip.AddrPort
+	Weight   int
+	Maint    bool
+}
+
+// RenderSlotLine renders the line of a slot from its state: its address and
+// weight, and `disabled` when it is in maint, so that HAProxy started or
+// reloaded from the file serves the same servers. (A reload restores admin
+// state, weight and port from the server-state file, but never an IP
+// server's address: that comes from the line.) The weight is always written,
+// so that no default-server weight changes it.
+func RenderSlotLine(indent string, s SlotState, options string) (string, error) {
+	if err := runtime.ValidAddr(s.Endpoint.Addr()); err != nil {
+		return "", fmt.Errorf("%s: %w", slot.Name(s.Index), err)
+	}
+	if err := runtime.ValidPort(int(s.Endpoint.Port())); err != nil {
+		return "", fmt.Errorf("%s: %w", slot.Name(s.Index), err)
+	}
+	if err := runtime.ValidWeight(s.Weight); err != nil {
+		return "", fmt.Errorf("%s: %w", slot.Name(s.Index), err)
+	}
+	line := indent + "server " + slot.Name(s.Index) + " " + s.Endpoint.String()
+	if s.Maint {
+		line += " disabled"
+	}
+	line += " weight " + strconv.Itoa(s.Weight)
+	if options != "" {
+		line += " " + options
+	}
+	return line, nil
+}
+
+// RefreshSlots rewrites the backend's existing slot lines that have a
+// state in states (by slot number); other lines stay as they are.
+func RefreshSlots(data []byte, backend string, states map[int]SlotState, options string) ([]byte, error) {
+	if err := config.CheckServerOptions(options); err != nil {
+		return nil, fmt.Errorf("backend %s: server_options: %w", backend, err)
+	}
+	t := splitText(data)
+	sec, ok := t.proxy(backend)
+	if !ok {
+		return data, nil
+	}
+	for i := sec.start + 1; i < sec.end; i++ {
+		n, ok := slotLine(t.lines[i])
+		if !ok {
+			continue
+		}
+		st, ok := states[n]
+		if !ok {
+			continue
+		}
+		l := t.lines[i].text
+		indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+		text, err := RenderSlotLine(indent, st, options)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", backend, err)
+		}
+		t.lines[i] = newLine(text)
+	}
+	return t.bytes(), nil
 }

@@ -74,11 +74,16 @@ func (h *HAProxy) Start(cfg string) {
 		args = append(args, "-q")
 	}
 	h.Proc = StartProcess(h.t, "haproxy", HAProxyBin(h.t), args...)
-	Eventually(h.t, 10*time.Second, "haproxy answers on its stats socket", func() error {
+	Eventually(h.t, 10*time.Second, "haproxy answers on its stats socket and master CLI", func() error {
 		if h.Proc.Exited() {
 			h.t.Fatalf("haproxy exited at start:\n%s", h.Proc.Output())
 		}
-		_, err := h.Info()
+		if _, err := h.Info(); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := h.Master.ShowProc(ctx)
 		return err
 	})
 }

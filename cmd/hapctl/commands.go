@@ -21,53 +21,46 @@ var (
 	commit  = ""
 )
 
-func newDaemonCmd(g *globalFlags) *cobra.Command {
+// configCmd builds a subcommand that takes --config FILE, loads and
+// validates it, and hands it to run.
+func configCmd(use, short, long, example string, run func(cmd *cobra.Command, cfgPath string, cfg *config.Config) error) *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
-		Use:   "daemon --config FILE",
-		Short: "Run the sync loop and the admin API until SIGINT or SIGTERM",
-		Example: `  hapctl daemon --config /etc/hapctl/hapctl.yaml
-  hapctl daemon --config hapctl.yaml --log-format console --log-level debug`,
+		Use: use, Short: short, Long: long, Example: example,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireConfig(cfgPath); err != nil {
-				return err
-			}
-			log, err := g.logger(stderr)
-			if err != nil {
 				return err
 			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			log.Info().Str("version", versionString()).Str("config", cfgPath).Msg("starting")
-			return app.RunDaemon(ctx, cfg, log)
+			return run(cmd, cfgPath, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "hapctl config file (YAML)")
 	return cmd
 }
 
-func newPlanCmd(g *globalFlags) *cobra.Command {
-	var cfgPath string
-	cmd := &cobra.Command{
-		Use:   "plan --config FILE",
-		Short: "Print what the next sync would change; change nothing",
-		Long: `plan reads Consul and HAProxy once and prints the runtime commands the next sync
+func newDaemonCmd(g *globalFlags) *cobra.Command {
+	return configCmd("daemon --config FILE", "Run the sync loop and the admin API until SIGINT or SIGTERM", "",
+		`  hapctl daemon --config /etc/hapctl/hapctl.yaml
+  hapctl daemon --config hapctl.yaml --log-format console --log-level debug`,
+		func(cmd *cobra.Command, cfgPath string, cfg *config.Config) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			g.log.Info().Str("version", versionString()).Str("config", cfgPath).Msg("starting")
+			return app.RunDaemon(ctx, cfg, g.log)
+		})
+}
+
+func newPlanCmd() *cobra.Command {
+	return configCmd("plan --config FILE", "Print what the next sync would change; change nothing",
+		`plan reads Consul and HAProxy once and prints the runtime commands the next sync
 would send, and whether HAProxy would be reloaded. It changes nothing.`,
-		Example: `  hapctl plan --config /etc/hapctl/hapctl.yaml`,
-		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireConfig(cfgPath); err != nil {
-				return err
-			}
-			cfg, err := config.Load(cfgPath)
-			if err != nil {
-				return err
-			}
+		`  hapctl plan --config /etc/hapctl/hapctl.yaml`,
+		func(cmd *cobra.Command, _ string, cfg *config.Config) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			report, err := app.MakePlan(ctx, cfg)
@@ -76,37 +69,20 @@ would send, and whether HAProxy would be reloaded. It changes nothing.`,
 			}
 			report.Print(cmd.OutOrStdout())
 			return nil
-		},
-	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "hapctl config file (YAML)")
-	return cmd
+		})
 }
 
-func newValidateCmd(g *globalFlags) *cobra.Command {
-	var cfgPath string
-	cmd := &cobra.Command{
-		Use:   "validate --config FILE",
-		Short: "Check the config file and the HAProxy config it would produce",
-		Long: `validate checks hapctl's config and runs haproxy -c on the HAProxy config hapctl
+func newValidateCmd() *cobra.Command {
+	return configCmd("validate --config FILE", "Check the config file and the HAProxy config it would produce",
+		`validate checks hapctl's config and runs haproxy -c on the HAProxy config hapctl
 would write (the user's file with the slot lines added). It exits non-zero
 with a message naming each problem.`,
-		Example: `  hapctl validate --config /etc/hapctl/hapctl.yaml`,
-		Args:    usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireConfig(cfgPath); err != nil {
-				return err
-			}
-			cfg, err := config.Load(cfgPath)
-			if err != nil {
-				return err
-			}
+		`  hapctl validate --config /etc/hapctl/hapctl.yaml`,
+		func(cmd *cobra.Command, _ string, cfg *config.Config) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			return app.Validate(ctx, cfg, cmd.OutOrStdout())
-		},
-	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "hapctl config file (YAML)")
-	return cmd
+		})
 }
 
 func newVersionCmd() *cobra.Command {

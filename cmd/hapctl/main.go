@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func main() {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	err := newRoot().Execute()
 	if err == nil {
 		return

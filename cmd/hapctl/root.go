@@ -14,6 +14,7 @@ import (
 type globalFlags struct {
 	logFormat string
 	logLevel  string
+	log       zerolog.Logger // built from the flags before any subcommand runs
 }
 
 func newRoot() *cobra.Command {
@@ -25,11 +26,18 @@ func newRoot() *cobra.Command {
 at the passing instances of Consul services, through HAProxy's runtime API.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Global flags are checked first: a bad one is a usage error
+		// whatever else is wrong.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			log, err := g.logger(stderr)
+			g.log = log
+			return err
+		},
 	}
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newDaemonCmd(g), newPlanCmd(g), newValidateCmd(g), newVersionCmd())
+	root.AddCommand(newDaemonCmd(g), newPlanCmd(), newValidateCmd(), newVersionCmd())
 	// Unknown subcommands and wrong argument counts are usage errors too.
 	root.Args = usageArgs(cobra.NoArgs)
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -60,7 +68,6 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: want json or console", g.logFormat)}
 	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 

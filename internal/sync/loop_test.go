@@ -31,12 +31,8 @@ func runLoop(t *testing.T, l *Loop) {
 
 func waitTable(t *testing.T, f *fakeHAProxy, backend, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.table(backend) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("table of %s:\n got  %s\n want %s", backend, f.table(backend), want)
-		}
-		time.Sleep(time.Millisecond)
+	if !poll(func() bool { return f.table(backend) == want }) {
+		t.Fatalf("table of %s:\n got  %s\n want %s", backend, f.table(backend), want)
 	}
 }
 
@@ -85,14 +81,22 @@ func histogramCount(t *testing.T, l *Loop) uint64 {
 	return 0
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
+// poll polls cond for up to 5 s and reports whether it held.
+func poll(cond func() bool) bool {
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
+			return false
 		}
 		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	if !poll(cond) {
+		t.Fatal("condition not met in 5s")
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"net"
 	"os/exec"
 	"slices"
 	"strings"
@@ -46,8 +47,19 @@ func TestDaemonRefusesBadConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "haproxy -c refused") {
 		t.Fatalf("server options HAProxy refuses: exit %d, output:\n%s", code, out)
 	}
+	// The admin API's port is taken: hapctl stops before touching HAProxy.
+	testbed.WriteFile(t, b.cfgPath, cfg)
+	busy, err := net.Listen("tcp", b.apiAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, code = hapctl(t, "daemon", "--config", b.cfgPath)
+	_ = busy.Close()
+	if code != 1 || !strings.Contains(out, "api.listen "+b.apiAddr) {
+		t.Fatalf("busy api port: exit %d, output:\n%s", code, out)
+	}
 	if after := fileContent(t, b.haproxy.ConfigPath); after != before {
-		t.Fatalf("a refused config changed haproxy.cfg:\n%s", after)
+		t.Fatalf("a refused start changed haproxy.cfg:\n%s", after)
 	}
 	if n := b.haproxy.Procs().Master.Reloads; n != 0 {
 		t.Fatalf("a refused config reloaded haproxy %d times", n)

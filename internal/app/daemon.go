@@ -43,6 +43,14 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		return err
 	}
 
+	// The API address is taken first: a busy port stops hapctl before it
+	// changes anything in HAProxy.
+	ln, err := api.Listen(cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+	}
+	defer func() { _ = ln.Close() }()
+
 	boot := &haproxycfg.Bootstrap{
 		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
 		Runtime: rt, Master: &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second},
@@ -63,10 +71,6 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore()}
 	d.loop = &sync.Loop{Backends: cfg.Backends, Source: d.store, Runtime: rt, Metrics: m, Log: log}
 
-	ln, err := api.Listen(cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
-	}
 	srv := api.NewHTTPServer((&api.Server{Ready: d, Metrics: m.Handler(), Log: log}).Routes())
 
 	ctx, cancel := context.WithCancel(ctx)

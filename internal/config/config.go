@@ -211,11 +211,12 @@ func resolve(f *file, getenv func(string) string) *Config {
 	return c
 }
 
-// pick returns the file's value if set (even empty), else the environment's
-// if non-empty, else the default.
+// pick returns the file's value if set and non-empty, else the
+// environment's if non-empty, else the default. An empty value in the file
+// means "the default", as SPEC.md's example (`token: ""`) has it.
 func pick(v *string, env, def string) string {
 	switch {
-	case v != nil:
+	case v != nil && *v != "":
 		return *v
 	case env != "":
 		return env

@@ -54,13 +54,22 @@ func TestEnvironment(t *testing.T) {
 	if got.Consul.Address != "10.1.1.1:8500" || got.Consul.Token != "envtok" || got.API.Token != "apitok" {
 		t.Fatalf("env not applied: %+v %+v", got.Consul, got.API)
 	}
-	// The file wins over the environment, even with an explicit empty token.
-	got, err = Parse([]byte("consul:\n  address: 127.0.0.1:1234\n  token: \"\"\n"+minimal), e)
+	// A value in the file wins over the environment.
+	got, err = Parse([]byte("consul:\n  address: 127.0.0.1:1234\n  token: filetok\napi:\n  token: fileapi\n"+minimal), e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Consul.Address != "127.0.0.1:1234" || got.Consul.Token != "" {
-		t.Fatalf("file did not win: %+v", got.Consul)
+	if got.Consul.Address != "127.0.0.1:1234" || got.Consul.Token != "filetok" || got.API.Token != "fileapi" {
+		t.Fatalf("file did not win: %+v %+v", got.Consul, got.API)
+	}
+	// An empty value means the default, which is the environment: SPEC.md's
+	// example config says `token: ""`.
+	got, err = Parse([]byte("consul:\n  address: \"\"\n  token: \"\"\napi:\n  listen: 0.0.0.0:9680\n  token: \"\"\n"+minimal), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Consul.Address != "10.1.1.1:8500" || got.Consul.Token != "envtok" || got.API.Token != "apitok" {
+		t.Fatalf("empty values hid the environment: %+v %+v", got.Consul, got.API)
 	}
 }
 
@@ -138,7 +147,6 @@ func TestValidationMessages(t *testing.T) {
 		{"consul scheme", "consul:\n  address: ftp://x\n" + minimal, []string{`consul.address: "ftp://x": scheme must be http, https or unix`}},
 		{"consul no port", "consul:\n  address: consul.local\n" + minimal, []string{"consul.address", "not host:port"}},
 		{"kv prefix", "consul:\n  kv_prefix: \"a b\"\n" + minimal, []string{"consul.kv_prefix"}},
-		{"empty socket", "haproxy:\n  runtime_socket: \"\"\n" + minimal, []string{"haproxy.runtime_socket: is empty"}},
 		{"reload interval", "haproxy:\n  reload_min_interval: -2s\n" + minimal, []string{"haproxy.reload_min_interval: must not be negative"}},
 		{"public api without token", "api:\n  listen: 0.0.0.0:9680\n" + minimal, []string{"api.listen: 0.0.0.0:9680 is not a loopback address and no token is set"}},
 		{"all interfaces without token", "api:\n  listen: \":9680\"\n" + minimal, []string{"api.listen", "not a loopback address"}},

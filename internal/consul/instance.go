@@ -48,33 +48,42 @@ type Invalid struct {
 }
 
 // FromEntries validates health entries. It returns the valid instances sorted
-// by ID, and the invalid ones, duplicates of an endpoint included (the
-// lowest ID keeps an endpoint).
+// by ID, and the invalid ones. Two instances with one endpoint cannot both
+// have a slot: the one registered first (lowest CreateIndex, then ID) keeps
+// it, so a later registration of the same address and port can never take
+// over an instance's slot, weight or drain.
 func FromEntries(entries []*api.ServiceEntry) (valid []Instance, invalid []Invalid) {
-	valid = make([]Instance, 0, len(entries))
+	type candidate struct {
+		inst    Instance
+		created uint64
+	}
+	cands := make([]candidate, 0, len(entries))
 	for _, e := range entries {
 		inst, err := fromEntry(e)
 		if err != nil {
 			invalid = append(invalid, Invalid{ID: printable(entryID(e)), Node: printable(entryNode(e)), Reason: err.Error()})
 			continue
 		}
-		valid = append(valid, inst)
+		cands = append(cands, candidate{inst, e.Service.CreateIndex})
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.created, b.created), strings.Compare(a.inst.ID, b.inst.ID), strings.Compare(a.inst.Node, b.inst.Node))
+	})
+	seen := make(map[netip.AddrPort]string, len(cands))
+	valid = make([]Instance, 0, len(cands))
+	for _, c := range cands {
+		if other, dup := seen[c.inst.Endpoint()]; dup {
+			invalid = append(invalid, Invalid{ID: c.inst.ID, Node: c.inst.Node,
+				Reason: fmt.Sprintf("endpoint %s is already instance %q, registered earlier", c.inst.Endpoint(), other)})
+			continue
+		}
+		seen[c.inst.Endpoint()] = c.inst.ID
+		valid = append(valid, c.inst)
 	}
 	slices.SortFunc(valid, func(a, b Instance) int {
 		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.Node, b.Node))
 	})
-	seen := make(map[netip.AddrPort]string, len(valid))
-	kept := valid[:0]
-	for _, inst := range valid {
-		if other, dup := seen[inst.Endpoint()]; dup {
-			invalid = append(invalid, Invalid{ID: inst.ID, Node: inst.Node,
-				Reason: fmt.Sprintf("endpoint %s is also instance %q", inst.Endpoint(), other)})
-			continue
-		}
-		seen[inst.Endpoint()] = inst.ID
-		kept = append(kept, inst)
-	}
-	return kept, invalid
+	return valid, invalid
 }
 
 func entryID(e *api.ServiceEntry) string {

@@ -18,6 +18,11 @@ func entry(id, node, nodeAddr, svcAddr string, port int, tags ...string) *api.Se
 	}
 }
 
+func created(e *api.ServiceEntry, index uint64) *api.ServiceEntry {
+	e.Service.CreateIndex = index
+	return e
+}
+
 func withWeight(e *api.ServiceEntry, w int) *api.ServiceEntry {
 	e.Service.Weights.Passing = w
 	return e
@@ -46,10 +51,13 @@ func TestFromEntries(t *testing.T) {
 		entry("bad-zone", "n1", "10.0.0.1", "fe80::1%eth0", 80),
 		entry("bad-unspecified", "n1", "10.0.0.1", "0.0.0.0", 80),
 		entry("bad-node-addr", "n1", "node.example", "", 80),
-		entry("zdup-of-web-2", "n9", "10.0.0.9", "10.0.1.2", 8080), // same endpoint as web-2
+		created(entry("a-dup-of-web-2", "n9", "10.0.0.9", "10.0.1.2", 8080), 99), // web-2's endpoint, registered later
+		created(entry("web-2b", "n9", "10.0.0.9", "10.0.7.7", 8080), 50),
+		created(entry("a-first", "n9", "10.0.0.9", "10.0.7.7", 8080), 50), // same CreateIndex: the lower ID wins
 		{Service: nil},
 	})
 	want := []Instance{
+		{ID: "a-first", Node: "n9", Addr: ip("10.0.7.7"), Port: 8080, Weight: 1},
 		{ID: "w-7", Node: "n3", Addr: ip("10.0.3.3"), Port: 80, Weight: 7},
 		{ID: "w-heavy", Node: "n3", Addr: ip("10.0.3.1"), Port: 80, Weight: 256},
 		{ID: "w-unset", Node: "n3", Addr: ip("10.0.3.2"), Port: 80, Weight: 1},
@@ -74,7 +82,8 @@ func TestFromEntries(t *testing.T) {
 		"bad-zone":        "IPv6 zone",
 		"bad-unspecified": "unspecified",
 		"bad-node-addr":   "node address",
-		"zdup-of-web-2":   `is also instance "web-2"`,
+		"a-dup-of-web-2":  `is already instance "web-2", registered earlier`,
+		"web-2b":          `is already instance "a-first"`,
 		`""`:              "entry has no service",
 	}
 	if len(invalid) != len(wantReasons) {

@@ -29,6 +29,7 @@ const (
 // wait on index 0 after the first call, rate-limit calls, back off on errors.
 type query struct {
 	index    uint64
+	answered bool // an answer was seen: the first is always new
 	limiter  *rate.Limiter
 	failures int
 }
@@ -41,14 +42,16 @@ func newQuery(limit rate.Limit, burst int) query {
 // hold anything new. An index that goes backwards (a Consul restart, a
 // snapshot restore) resets to 0, so the next call fetches without blocking.
 func (q *query) update(index uint64) bool {
+	first := !q.answered
+	q.answered = true
 	switch {
 	case index < q.index:
 		q.index = 0
 		return true
-	case index == q.index:
+	case index == q.index && !first:
 		return false
 	}
-	q.index = max(index, 1)
+	q.index = max(index, 1) // an index of 0 never blocks: wait on 1
 	return true
 }
 

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -10,6 +11,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 )
+
+// callSlack is how long past Consul's own wait limit a call may take.
+const callSlack = 10 * time.Second
 
 // HealthAPI is the part of consul/api's Health client a Watch needs.
 type HealthAPI interface {
@@ -38,6 +42,8 @@ type Watch struct {
 	OnInvalid func(backends []string, inv Invalid)
 	// OnError is called for each failed query.
 	OnError func(err error)
+
+	slack time.Duration // 0: callSlack; tests shorten it
 }
 
 // Key identifies the query of a (service, tags) pair: backends with the same
@@ -74,13 +80,17 @@ func (w *Watch) Run(ctx context.Context) {
 			case <-t.C:
 			}
 		}
+		// Consul holds the query up to wait plus wait/16 of jitter; past
+		// that (a stopped agent, a half-open connection) the call fails.
+		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+cmp.Or(w.slack, callSlack))
 		opts := (&api.QueryOptions{
 			Datacenter: w.Datacenter,
 			AllowStale: w.AllowStale,
 			WaitIndex:  q.index,
 			WaitTime:   wait,
-		}).WithContext(ctx)
+		}).WithContext(callCtx)
 		entries, meta, err := w.Health.ServiceMultipleTags(w.Service, w.Tags, true, opts)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}

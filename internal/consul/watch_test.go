@@ -20,8 +20,8 @@ func TestQueryUpdate(t *testing.T) {
 		changed   bool
 		nextIndex uint64
 	}{
-		{0, false, 0},  // Consul never answers 0, but if it did: nothing new
-		{10, true, 10}, // first answer
+		{0, true, 1},   // the first answer is new, even with index 0; never wait on 0
+		{10, true, 10}, // the index moves on
 		{10, false, 10},
 		{12, true, 12},
 		{5, true, 0}, // went backwards: reset so the next call does not block
@@ -33,10 +33,9 @@ func TestQueryUpdate(t *testing.T) {
 			t.Fatalf("step %d: update(%d) = %v, index %d; want %v, %d", i, s.index, got, q.index, s.changed, s.nextIndex)
 		}
 	}
-	q = query{index: 0}
-	q.update(0)
-	if q.update(1); q.index != 1 {
-		t.Fatalf("index = %d", q.index)
+	q = query{}
+	if !q.update(7) || q.index != 7 || q.update(7) {
+		t.Fatalf("first answer: index %d", q.index)
 	}
 }
 
@@ -184,5 +183,34 @@ func TestKey(t *testing.T) {
 	t.Parallel()
 	if Key("web", []string{"b", "a", "a"}) != Key("web", []string{"a", "b"}) || Key("web", nil) == Key("api", nil) {
 		t.Fatal("keys")
+	}
+}
+
+// TestWatchCallHasDeadline: an agent that accepts the query and never
+// answers (stopped with SIGSTOP, a half-open connection) makes the call fail
+// after the wait time plus slack, so the backend is reported, not frozen.
+func TestWatchCallHasDeadline(t *testing.T) {
+	t.Parallel()
+	one := []*api.ServiceEntry{entry("web-1", "n", "10.0.0.1", "", 80)}
+	fake := &scripted{called: make(chan struct{}, 100), answers: []answer{{one, 10, nil}}}
+	store := NewStore()
+	w := &Watch{Service: "web", Backends: []string{"be"}, Health: fake, Store: store, Log: zerolog.Nop(),
+		WaitTime: time.Millisecond, slack: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for store.Errors()["be"] == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a query that never answers was not reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(store.Errors()["be"], context.DeadlineExceeded) {
+		t.Fatalf("error = %v", store.Errors()["be"])
+	}
+	if snap, ok := store.Snapshot("be"); !ok || len(snap.Instances) != 1 {
+		t.Fatalf("the last good answer was lost: %+v", snap)
 	}
 }

@@ -15,6 +15,10 @@ import (
 	"github.com/hapctl/hapctl/internal/slot"
 )
 
+// ReloadTimeout bounds a reload: the master's answer, the new worker, and
+// the stats socket served by it.
+const ReloadTimeout = 30 * time.Second
+
 // Runtime runs commands on the stats socket.
 type Runtime interface {
 	Exec(ctx context.Context, cmds ...runtime.Command) ([]runtime.Result, error)
@@ -184,6 +188,8 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 		}
 	}
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
+	defer cancel()
 	procs, err := b.Master.Reload(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reloading haproxy through the master socket %s: %w", b.Master.Socket, err)
@@ -198,8 +204,6 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 
 // waitWorker waits until the stats socket is served by the worker pid.
 func waitWorker(ctx context.Context, rt Runtime, pid int) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
 	var last error
 	for {
 		res, err := rt.Exec(ctx, runtime.ShowInfo())

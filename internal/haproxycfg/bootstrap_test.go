@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,79 @@ func TestBootstrapReloadKeepsRuntimeState(t *testing.T) {
 		if !strings.Contains(cfg, line) {
 			t.Errorf("config lacks %q:\n%s", line, cfg)
 		}
+	}
+}
+
+func TestWriteCheckedFollowsSymlink(t *testing.T) {
+	h := testbed.NewHAProxy(t)
+	real := filepath.Join(h.Dir, "real.cfg")
+	testbed.WriteFile(t, real, userConfig(h, testbed.FreePort(t)))
+	if err := os.Symlink(real, h.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := haproxycfg.EnsureSlots(mustRead(t, h.ConfigPath), []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := haproxycfg.WriteChecked(context.Background(), testbed.HAProxyBin(t), h.ConfigPath, out); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(h.ConfigPath); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced by a file: %v %v", fi.Mode(), err)
+	}
+	if string(mustRead(t, real)) != string(out) {
+		t.Fatal("the symlink's target was not updated")
+	}
+}
+
+// TestServerOptionsChangeReloadsOnce: new server_options reach every slot
+// line with one checked reload, and the slots keep serving as they were.
+func TestServerOptionsChangeReloadsOnce(t *testing.T) {
+	h := testbed.NewHAProxy(t)
+	h.Start(userConfig(h, testbed.FreePort(t)))
+	b := newBootstrap(t, h)
+	ctx := context.Background()
+	specs := []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 2, Options: "check inter 2s"}}
+	p, err := b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	set, err := runtime.SetAddr("be_web", "srv1", netip.MustParseAddr("127.0.0.12"), 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := runtime.SetState("be_web", "srv1", runtime.StateReady)
+	if _, err := h.Runtime.Run(ctx, set, ready); err != nil {
+		t.Fatal(err)
+	}
+	reloads := h.Procs().Master.Reloads
+	specs[0].Options = "check inter 3s fall 2"
+	p, err = b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Changes) != 1 || len(p.Changes[0].Updated) != 2 || !p.NeedsReload() {
+		t.Fatalf("changes %v, reload %v", p.Changes, p.NeedsReload())
+	}
+	if _, err := b.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Procs().Master.Reloads; got != reloads+1 {
+		t.Fatalf("%d reloads, want 1", got-reloads)
+	}
+	cfg := string(mustRead(t, h.ConfigPath))
+	if !strings.Contains(cfg, "    server srv1 127.0.0.12:8080 weight 1 check inter 3s fall 2\n") ||
+		!strings.Contains(cfg, "    server srv2 127.0.0.1:1 disabled weight 1 check inter 3s fall 2\n") {
+		t.Fatalf("config:\n%s", cfg)
+	}
+	if s := h.Servers("be_web")[0]; s.Endpoint() != "127.0.0.12:8080" || s.State() != runtime.StateReady {
+		t.Fatalf("srv1 after the reload: %s %s", s.Endpoint(), s.State())
+	}
+	// Nothing left to change: the next start does nothing.
+	if p, err = b.Plan(ctx, specs); err != nil || p.Changed || p.NeedsReload() {
+		t.Fatalf("plan after: changed %v reload %v err %v", p.Changed, p.NeedsReload(), err)
 	}
 }

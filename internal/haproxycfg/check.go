@@ -128,6 +128,10 @@ func (e *CheckError) Error() string {
 // paths in it resolve the same), renamed over path once checked. The file
 // keeps its mode and owner. On any error path is untouched.
 func WriteChecked(ctx context.Context, binary, path string, data []byte) error {
+	// Replace the file a symlink points at, not the link itself.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	mode, uid, gid := os.FileMode(0o644), -1, -1
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()

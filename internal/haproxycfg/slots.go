@@ -29,17 +29,28 @@ type Change struct {
 	Backend string
 	Created bool     // the backend section was appended
 	Added   []string // slot servers added
+	Updated []string // slot lines whose server_options changed
 }
 
 func (c Change) String() string {
-	what := "adds " + strings.Join(c.Added, ", ")
-	if len(c.Added) > 4 {
-		what = fmt.Sprintf("adds %s … %s (%d slots)", c.Added[0], c.Added[len(c.Added)-1], len(c.Added))
-	}
+	var parts []string
 	if c.Created {
-		what = "creates backend " + c.Backend + " and " + what
+		parts = append(parts, "creates backend "+c.Backend)
 	}
-	return c.Backend + ": " + what
+	if len(c.Added) > 0 {
+		parts = append(parts, "adds "+listNames(c.Added))
+	}
+	if len(c.Updated) > 0 {
+		parts = append(parts, "sets the new server_options on "+listNames(c.Updated))
+	}
+	return c.Backend + ": " + strings.Join(parts, ", ")
+}
+
+func listNames(names []string) string {
+	if len(names) > 4 {
+		return fmt.Sprintf("%s … %s (%d slots)", names[0], names[len(names)-1], len(names))
+	}
+	return strings.Join(names, ", ")
 }
 
 // SpecsFor returns the bootstrap slot specs of the configured backends.
@@ -92,10 +103,17 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		}
 		have := map[int]bool{}
 		insertAt := -1
+		c := Change{Backend: spec.Backend}
 		for i := sec.start + 1; i < sec.end; i++ {
-			if n, ok := slotLine(t.lines[i]); ok {
-				have[n] = true
-				insertAt = i + 1
+			n, ok := slotLine(t.lines[i])
+			if !ok {
+				continue
+			}
+			have[n] = true
+			insertAt = i + 1
+			if text, changed := withOptions(t.lines[i].text, spec.Options); changed {
+				t.lines[i] = newLine(text)
+				c.Updated = append(c.Updated, slot.Name(n))
 			}
 		}
 		if insertAt < 0 {
@@ -103,21 +121,21 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		}
 		indent := t.indentOf(sec)
 		var add []line
-		c := Change{Backend: spec.Backend}
 		for i := 1; i <= spec.Slots; i++ {
 			if !have[i] {
 				add = append(add, newLine(SlotLine(indent, i, spec.Options)))
 				c.Added = append(c.Added, slot.Name(i))
 			}
 		}
-		if len(add) == 0 {
-			continue
+		if len(add) > 0 {
+			if insertAt == len(t.lines) {
+				t.finalNewline = true
+			}
+			t.lines = slices.Insert(t.lines, insertAt, add...)
 		}
-		if insertAt == len(t.lines) {
-			t.finalNewline = true
+		if len(c.Added) > 0 || len(c.Updated) > 0 {
+			changes = append(changes, c)
 		}
-		t.lines = slices.Insert(t.lines, insertAt, add...)
-		changes = append(changes, c)
 	}
 	if len(changes) == 0 {
 		return data, nil, nil
@@ -126,6 +144,42 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 }
 
 func newLine(s string) line { return line{text: s, fields: words(s)} }
+
+// withOptions returns a slot line carrying options instead of the ones it
+// has, keeping its address, `disabled` and `weight N` (and a trailing
+// comment); changed is false when the line already carries them.
+func withOptions(text, options string) (string, bool) {
+	body, comment := text, ""
+	if i := strings.IndexByte(text, '#'); i >= 0 {
+		body, comment = text[:i], " "+text[i:]
+	}
+	f := strings.Fields(body)
+	if len(f) < 3 {
+		return text, false
+	}
+	kept := f[:3] // server srvN address
+	var rest []string
+	for i := 3; i < len(f); i++ {
+		switch {
+		case f[i] == "disabled":
+			kept = append(kept, f[i])
+		case f[i] == "weight" && i+1 < len(f):
+			kept = append(kept, f[i], f[i+1])
+			i++
+		default:
+			rest = append(rest, f[i])
+		}
+	}
+	if strings.Join(rest, " ") == strings.Join(strings.Fields(options), " ") {
+		return text, false
+	}
+	indent := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+	line := indent + strings.Join(kept, " ")
+	if options != "" {
+		line += " " + options
+	}
+	return line + comment, true
+}
 
 // SlotsInFile returns the slot numbers each proxy's section has in the file.
 func SlotsInFile(data []byte, backend string) []int {

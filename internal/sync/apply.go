@@ -30,6 +30,8 @@ type Applied struct {
 	OK      int
 	Failed  int
 	Skipped int // AfterAddr ops of slots whose earlier ops failed
+	// FailedBackends holds the backends with a failed or skipped op.
+	FailedBackends map[string]bool
 }
 
 // Apply sends ops on the runtime socket in at most two batches. The first
@@ -49,25 +51,37 @@ func Apply(ctx context.Context, rt Runtime, ops []Op) (Applied, error) {
 	}
 	failed := map[string]bool{}
 	errs, err := run(ctx, rt, first, failed, &res)
-	if err != nil {
-		res.Skipped += len(second)
-		return res, errors.Join(append(errs, err)...)
-	}
-	ready := second[:0]
-	for _, o := range second {
-		if failed[o.Backend+"/"+o.Server] {
-			res.Skipped++
-			continue
+	if err == nil {
+		ready := second[:0]
+		for _, o := range second {
+			if failed[slotKey(o)] {
+				res.Skipped++
+				continue
+			}
+			ready = append(ready, o)
 		}
-		ready = append(ready, o)
+		var more []error
+		more, err = run(ctx, rt, ready, failed, &res)
+		errs = append(errs, more...)
+	} else {
+		res.Skipped += len(second)
+		for _, o := range second {
+			failed[slotKey(o)] = true
+		}
 	}
-	errs2, err := run(ctx, rt, ready, failed, &res)
-	errs = append(errs, errs2...)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	res.FailedBackends = map[string]bool{}
+	for _, o := range ops {
+		if failed[slotKey(o)] {
+			res.FailedBackends[o.Backend] = true
+		}
+	}
 	return res, joinFirst(errs)
 }
+
+func slotKey(o Op) string { return o.Backend + "/" + o.Server }
 
 // run sends one batch, over several connections when it is large, and
 // records failed slots; it returns the refused commands' errors and the
@@ -121,7 +135,7 @@ func splitBySlot(ops []Op, n int) [][]Op {
 	index := map[string]int{}
 	next := 0
 	for _, o := range ops {
-		key := o.Backend + "/" + o.Server
+		key := slotKey(o)
 		g, ok := index[key]
 		if !ok {
 			g = next % n
@@ -145,7 +159,7 @@ func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, r
 		c, err := o.Command()
 		if err != nil { // the plan only holds validated values; this is a bug
 			res.Failed++
-			failed[o.Backend+"/"+o.Server] = true
+			failed[slotKey(o)] = true
 			errs = append(errs, fmt.Errorf("%s/%s: %w", o.Backend, o.Server, err))
 			continue
 		}
@@ -156,7 +170,7 @@ func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, r
 	for i, r := range results {
 		if r.Err != nil {
 			res.Failed++
-			failed[sent[i].Backend+"/"+sent[i].Server] = true
+			failed[slotKey(sent[i])] = true
 			errs = append(errs, r.Err)
 			continue
 		}
@@ -166,7 +180,7 @@ func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, r
 		// Commands without an answer may or may not have run; the next sync
 		// reads HAProxy's state again and sends what is still needed.
 		for _, o := range sent[len(results):] {
-			failed[o.Backend+"/"+o.Server] = true
+			failed[slotKey(o)] = true
 		}
 		res.Failed += len(sent) - len(results)
 		return errs, err

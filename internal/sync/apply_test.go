@@ -30,7 +30,7 @@ func TestApplyTwoPhases(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Invalid addr") {
 		t.Fatalf("err = %v, want the refusal", err)
 	}
-	if res != (Applied{OK: 3, Failed: 1, Skipped: 1}) {
+	if res.OK != 3 || res.Failed != 1 || res.Skipped != 1 || len(res.FailedBackends) != 1 || !res.FailedBackends["be_web"] {
 		t.Fatalf("applied = %+v", res)
 	}
 	want := []string{
@@ -57,7 +57,7 @@ func TestApplySocketFailureSkipsSecondPhase(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want the connection error", err)
 	}
-	if res != (Applied{OK: 1, Failed: 1, Skipped: 2}) {
+	if res.OK != 1 || res.Failed != 1 || res.Skipped != 2 || !res.FailedBackends["be_web"] {
 		t.Fatalf("applied = %+v", res)
 	}
 	if n := len(f.commands()); n != 1 {
@@ -68,7 +68,7 @@ func TestApplySocketFailureSkipsSecondPhase(t *testing.T) {
 func TestApplyNothing(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 1)
-	if res, err := Apply(context.Background(), f, nil); err != nil || res != (Applied{}) || len(f.commands()) != 0 {
+	if res, err := Apply(context.Background(), f, nil); err != nil || res.OK+res.Failed+res.Skipped != 0 || len(res.FailedBackends) != 0 || len(f.commands()) != 0 {
 		t.Fatalf("%+v %v %v", res, err, f.commands())
 	}
 }
@@ -90,7 +90,7 @@ func TestApplyLargeBatchKeepsSlotOrder(t *testing.T) {
 	}
 	ops[76*3] = addrOp("srv77", "10.0.0.77:80")
 	res, err := Apply(context.Background(), f, ops)
-	if err == nil || res != (Applied{OK: 3*n - 2, Failed: 1, Skipped: 1}) {
+	if err == nil || res.OK != 3*n-2 || res.Failed != 1 || res.Skipped != 1 {
 		t.Fatalf("applied %+v, err %v", res, err)
 	}
 	// Per slot: addr, then weight, then (second phase) ready.

@@ -58,6 +58,9 @@ type Desired struct {
 	// Guarded is set when Consul reported no passing instance while HAProxy
 	// still had some in service, and the empty guard kept them.
 	Guarded bool
+	// Freed counts slots in service that lose their instance now: they go to
+	// maint in this sync and can take another instance from the next one.
+	Freed int
 }
 
 // Bound counts the slots with an instance.
@@ -94,8 +97,10 @@ func Slots(servers []runtime.ServerState) []runtime.ServerState {
 //
 // Slots are sticky: an instance whose endpoint a slot already has keeps that
 // slot, so the binding survives hapctl restarts without any state of its own.
-// Other instances (by ID) take the lowest free slot, preferring slots already
-// in maint, which carry no traffic. Instances left over are Unplaced.
+// Other instances (by ID) take the lowest free slot that HAProxy already has
+// in maint: a slot whose instance vanishes now goes to maint in this sync and
+// takes a new instance only from the next one, so a slot never changes
+// instance while it takes traffic. Instances left over are Unplaced.
 func Desire(in Input) Desired {
 	slots := Slots(in.Actual)
 	d := Desired{Backend: in.Backend.Name, Slots: make([]Slot, len(slots))}
@@ -142,11 +147,13 @@ func Desire(in Input) Desired {
 		}
 	}
 	free := make([]int, 0, len(slots))
-	for _, wantMaint := range []bool{true, false} {
-		for i, s := range slots {
-			if d.Slots[i].Free() && (s.State() == runtime.StateMaint) == wantMaint {
-				free = append(free, i)
-			}
+	for i, s := range slots {
+		switch {
+		case !d.Slots[i].Free():
+		case s.State() == runtime.StateMaint:
+			free = append(free, i)
+		default:
+			d.Freed++
 		}
 	}
 	for j, inst := range instances {

@@ -23,6 +23,11 @@ type fakeHAProxy struct {
 	down     error                   // the socket fails
 	cutAfter int                     // >0: connection drops after this many answers
 	sent     []string                // every command received
+	batches  int                     // Exec calls so far
+	batchOf  []int                   // for each sent command, its Exec call
+	// violations are commands that broke hapctl's own rules, such as an
+	// address change on a slot in service.
+	violations []string
 }
 
 func newFake(backend string, slots int) *fakeHAProxy {
@@ -40,11 +45,13 @@ func (f *fakeHAProxy) Exec(_ context.Context, cmds ...runtime.Command) ([]runtim
 		return nil, f.down
 	}
 	var out []runtime.Result
+	f.batches++
 	for i, c := range cmds {
 		if f.cutAfter > 0 && i == f.cutAfter {
 			return out, &runtime.ConnError{Socket: "fake", Op: "read", Err: errors.New("connection reset")}
 		}
 		f.sent = append(f.sent, c.String())
+		f.batchOf = append(f.batchOf, f.batches)
 		answer := f.answer(c.String())
 		r := runtime.Result{Command: c, Answer: answer}
 		if strings.HasPrefix(answer, "ERR ") {
@@ -84,6 +91,9 @@ func (f *fakeHAProxy) answer(cmd string) string {
 		}
 		switch w[3] {
 		case "addr":
+			if s.State() != runtime.StateMaint {
+				f.violations = append(f.violations, cmd+" (slot is "+s.State().String()+")")
+			}
 			s.Addr = netip.MustParseAddr(w[4])
 			s.Port, _ = strconv.Atoi(w[6])
 		case "weight":
@@ -132,4 +142,17 @@ func (f *fakeHAProxy) set(fn func(f *fakeHAProxy)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(f)
+}
+
+// batchOfCommand returns the Exec call that carried the first command equal
+// to cmd after the Exec call `after`, or 0.
+func (f *fakeHAProxy) batchOfCommand(cmd string, after int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range f.sent {
+		if c == cmd && f.batchOf[i] > after {
+			return f.batchOf[i]
+		}
+	}
+	return 0
 }

@@ -50,9 +50,13 @@ type Loop struct {
 	Log      zerolog.Logger
 	Probe    time.Duration // 0: DefaultProbe
 	Resync   time.Duration // 0: DefaultResync
+	// RetryBase and RetryMax bound the backoff of a backend whose sync
+	// failed; 0: 50 ms and 2 s. Other backends do not wait for it.
+	RetryBase, RetryMax time.Duration
 
-	pid      int               // worker pid seen by the last read
-	reported map[string]report // what was last logged per backend
+	pid      int                  // worker pid seen by the last read
+	reported map[string]report    // what was last logged per backend
+	measured map[string]time.Time // per backend, the Consul answer whose propagation was observed
 
 	mu     sync.Mutex
 	status Status
@@ -66,12 +70,14 @@ type report struct {
 
 // Status is what the loop last saw and did.
 type Status struct {
-	LastSync    time.Time // last cycle that completed without error
+	LastSync    time.Time // last sync that completed without error
 	LastAttempt time.Time
-	LastErr     error
-	HAProxyPid  int
-	HAProxyErr  error // set while the stats socket does not answer
-	Backends    map[string]BackendStatus
+	// LastErr joins the errors of every backend whose last sync failed.
+	LastErr    error
+	HAProxyPid int
+	HAProxyErr error // set while the stats socket does not answer
+	Backends   map[string]BackendStatus
+	errs       map[string]error
 }
 
 // BackendStatus is the last desired state of one backend.
@@ -86,6 +92,7 @@ func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.status
+	s.errs = nil
 	s.Backends = make(map[string]BackendStatus, len(l.status.Backends))
 	for k, v := range l.status.Backends {
 		s.Backends[k] = v
@@ -101,12 +108,22 @@ func (l *Loop) names() []string {
 	return out
 }
 
-// Run reconciles until ctx ends.
+// retryState is the backoff of one backend whose last sync failed.
+type retryState struct {
+	failures int
+	at       time.Time
+}
+
+// Run reconciles until ctx ends. Each backend is synced as soon as it is
+// known to have changed; a backend whose sync failed is retried with its own
+// backoff, without holding back the others.
 func (l *Loop) Run(ctx context.Context) {
 	probe := time.NewTicker(or(l.Probe, DefaultProbe))
 	defer probe.Stop()
 	resync := time.NewTicker(or(l.Resync, DefaultResync))
 	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	all := l.names()
 	pending := map[string]bool{}
 	addAll := func() {
@@ -115,33 +132,56 @@ func (l *Loop) Run(ctx context.Context) {
 		}
 	}
 	addAll()
-	failures := 0
-	var retry <-chan time.Time
+	retry := map[string]*retryState{}
 	for {
-		if len(pending) > 0 && retry == nil {
-			names := make([]string, 0, len(pending))
-			for n := range pending {
-				names = append(names, n)
+		now := time.Now()
+		var due []string
+		next := time.Time{}
+		for n := range pending {
+			r := retry[n]
+			switch {
+			case r == nil || !r.at.After(now):
+				due = append(due, n)
+			case next.IsZero() || r.at.Before(next):
+				next = r.at
 			}
-			slices.Sort(names)
-			err := l.Sync(ctx, names)
+		}
+		if len(due) > 0 {
+			slices.Sort(due)
+			out := l.sync(ctx, due)
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
-				failures++
-				d := retryDelay(failures)
-				if failures == 1 || failures%10 == 0 {
-					l.Log.Error().Err(err).Int("failures", failures).Dur("retry_in", d).Msg("sync failed; HAProxy is left as it is")
+			for _, n := range due {
+				err := out.errs[n]
+				r := retry[n]
+				switch {
+				case err != nil:
+					if r == nil {
+						r = &retryState{}
+						retry[n] = r
+					}
+					r.failures++
+					r.at = time.Now().Add(l.retryDelay(r.failures))
+					if r.failures == 1 || r.failures%10 == 0 {
+						l.Log.Error().Err(err).Str("backend", n).Int("failures", r.failures).Dur("retry_in", time.Until(r.at)).
+							Msg("sync failed; HAProxy is left as it is")
+					}
+				case r != nil:
+					l.Log.Info().Str("backend", n).Int("failures", r.failures).Msg("sync recovered")
+					delete(retry, n)
+					fallthrough
+				default:
+					delete(pending, n)
 				}
-				retry = time.After(d)
-			} else {
-				if failures > 0 {
-					l.Log.Info().Int("failures", failures).Msg("sync recovered")
-				}
-				failures = 0
-				clear(pending)
 			}
+			for _, n := range out.again {
+				pending[n] = true
+			}
+			continue
+		}
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
 		}
 		select {
 		case <-ctx.Done():
@@ -150,17 +190,22 @@ func (l *Loop) Run(ctx context.Context) {
 			for _, b := range l.Source.TakeDirty() {
 				pending[b] = true
 			}
-		case <-retry:
-			retry = nil
+		case <-timer.C:
 		case <-resync.C:
 			addAll()
 		case <-probe.C:
 			if l.workerChanged(ctx) {
 				addAll()
-				retry = nil // HAProxy answers again: do not wait out the backoff
+				clear(retry) // HAProxy answers again or anew: no backoff
 			}
 		}
 	}
+}
+
+func (l *Loop) retryDelay(failures int) time.Duration {
+	base, ceiling := or(l.RetryBase, retryBase), or(l.RetryMax, retryMax)
+	d := min(base<<min(failures-1, 20), ceiling)
+	return d/2 + rand.N(d/2+1)
 }
 
 // workerChanged asks HAProxy for its worker pid and reports a change.
@@ -189,37 +234,61 @@ func (l *Loop) workerChanged(ctx context.Context) bool {
 	return false
 }
 
-// Sync reconciles the named backends once.
+// syncOutcome is what one sync did per backend.
+type syncOutcome struct {
+	errs  map[string]error
+	again []string // backends to sync again at once (slots freed for unplaced instances)
+}
+
+// Sync reconciles the named backends once and returns their errors, joined.
 func (l *Loop) Sync(ctx context.Context, names []string) error {
+	out := l.sync(ctx, names)
+	var errs []error
+	for _, n := range names {
+		if err := out.errs[n]; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 	start := time.Now()
 	defer func() { l.Metrics.SyncDuration.Observe(time.Since(start).Seconds()) }()
+	out := syncOutcome{errs: map[string]error{}}
 	actual, err := ReadActual(ctx, l.Runtime, names)
 	l.mu.Lock()
 	l.status.LastAttempt = start
 	l.status.HAProxyErr = err
 	l.mu.Unlock()
 	if err != nil {
-		l.setResult(start, err)
-		return fmt.Errorf("reading haproxy state: %w", err)
+		err = fmt.Errorf("reading haproxy state: %w", err)
+		for _, n := range names {
+			out.errs[n] = err
+		}
+		l.setResult(start, names, out.errs)
+		return out
 	}
 	if l.pid != 0 && actual.Pid != l.pid && len(names) < len(l.Backends) {
 		// A reload or restart since the last look: check every backend.
 		l.pid = actual.Pid
-		return l.Sync(ctx, l.names())
+		return l.sync(ctx, l.names())
 	}
 	l.pid = actual.Pid
+	if l.measured == nil {
+		l.measured = map[string]time.Time{}
+	}
 
 	var (
-		ops     []Op
-		errs    []error
-		changed = map[string]consul.Snapshot{}
-		states  = map[string]BackendStatus{}
+		ops    []Op
+		fresh  = map[string]time.Time{} // backends applying a Consul answer for the first time
+		states = map[string]BackendStatus{}
 	)
 	for _, name := range names {
 		be, _ := cfgBackend(l.Backends, name)
 		if err := actual.Errs[name]; err != nil {
 			l.reportErr(name, err)
-			errs = append(errs, err)
+			out.errs[name] = err
 			continue
 		}
 		l.reportErr(name, nil)
@@ -231,9 +300,17 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 		p := MakePlan(d, actual.Servers[name])
 		l.reportPlan(name, d, p)
 		states[name] = BackendStatus{Desired: d, Actual: actual.Servers[name], At: start}
+		if snap.At.After(l.measured[name]) {
+			l.measured[name] = snap.At
+			if len(p.Ops) > 0 {
+				fresh[name] = snap.At
+			}
+		}
 		if len(p.Ops) > 0 {
 			ops = append(ops, p.Ops...)
-			changed[name] = snap
+			if len(d.Unplaced) > 0 && d.Freed > 0 {
+				out.again = append(out.again, name)
+			}
 		}
 	}
 	if len(ops) > 0 {
@@ -242,16 +319,20 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 		l.Metrics.RuntimeCommands.WithLabelValues(metrics.ResultOK).Add(float64(applied.OK))
 		l.Metrics.RuntimeCommands.WithLabelValues(metrics.ResultError).Add(float64(applied.Failed))
 		l.Metrics.RuntimeCommands.WithLabelValues(metrics.ResultSkipped).Add(float64(applied.Skipped))
+		for name, at := range fresh {
+			if !applied.FailedBackends[name] {
+				l.Metrics.Propagation.Observe(done.Sub(at).Seconds())
+			}
+		}
 		ev := l.Log.Info()
 		if err != nil {
 			ev = l.Log.Error().Err(err)
-			errs = append(errs, fmt.Errorf("applying %d runtime commands: %w", len(ops), err))
-		} else {
-			for _, snap := range changed {
-				l.Metrics.Propagation.Observe(done.Sub(snap.At).Seconds())
+			err = fmt.Errorf("applying runtime commands: %w", err)
+			for name := range applied.FailedBackends {
+				out.errs[name] = err
 			}
 		}
-		ev.Strs("backends", keys(changed)).Int("ok", applied.OK).Int("failed", applied.Failed).
+		ev.Strs("backends", backendsOf(ops)).Int("ok", applied.OK).Int("failed", applied.Failed).
 			Int("skipped", applied.Skipped).Dur("took_ms", done.Sub(start)).Msg("applied runtime commands")
 		if l.Log.GetLevel() <= zerolog.DebugLevel {
 			for _, o := range ops {
@@ -268,18 +349,48 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 	}
 	l.status.HAProxyPid = actual.Pid
 	l.mu.Unlock()
-	err = errors.Join(errs...)
-	l.setResult(start, err)
-	return err
+	l.setResult(start, names, out.errs)
+	return out
 }
 
-func (l *Loop) setResult(at time.Time, err error) {
+func backendsOf(ops []Op) []string {
+	var out []string
+	for _, o := range ops {
+		if len(out) == 0 || out[len(out)-1] != o.Backend {
+			out = append(out, o.Backend)
+		}
+	}
+	return slices.Compact(out)
+}
+
+// setResult records the outcome of a sync of names: each backend keeps its
+// error until a later sync of it succeeds.
+func (l *Loop) setResult(at time.Time, names []string, errs map[string]error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.status.LastErr = err
-	if err == nil {
+	if l.status.errs == nil {
+		l.status.errs = map[string]error{}
+	}
+	for _, n := range names {
+		if err := errs[n]; err != nil {
+			l.status.errs[n] = err
+		} else {
+			delete(l.status.errs, n)
+		}
+	}
+	if len(errs) == 0 {
 		l.status.LastSync = at
 	}
+	failing := make([]string, 0, len(l.status.errs))
+	for n := range l.status.errs {
+		failing = append(failing, n)
+	}
+	slices.Sort(failing)
+	joined := make([]error, 0, len(failing))
+	for _, n := range failing {
+		joined = append(joined, l.status.errs[n])
+	}
+	l.status.LastErr = errors.Join(joined...)
 }
 
 // reportPlan updates the slot gauges and logs what changed about placement.
@@ -349,23 +460,9 @@ func cfgBackend(backends []config.Backend, name string) (config.Backend, bool) {
 	return config.Backend{}, false
 }
 
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
 func or(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
 	}
 	return def
-}
-
-func retryDelay(failures int) time.Duration {
-	d := min(retryBase<<min(failures-1, 10), retryMax)
-	return d/2 + rand.N(d/2+1)
 }

@@ -26,7 +26,16 @@ func runLoop(t *testing.T, l *Loop) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		f := l.Runtime.(*fakeHAProxy)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.violations) > 0 {
+			t.Errorf("commands that break the slot rules: %v", f.violations)
+		}
+	})
 }
 
 func waitTable(t *testing.T, f *fakeHAProxy, backend, want string) {
@@ -143,6 +152,9 @@ func TestLoopMissingBackendDoesNotStopOthers(t *testing.T) {
 	store := consul.NewStore()
 	other := config.Backend{Name: "be_missing", Service: "api", MinSlots: 1, MaxSlots: 4, EmptyGuard: true}
 	l := newLoop(f, store, backend(), other)
+	// A failing backend backs off for an hour: were the others to wait for
+	// it, the second change below could never be applied in time.
+	l.RetryBase, l.RetryMax = time.Hour, time.Hour
 	store.Publish([]string{"be_web", "be_missing"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
 	runLoop(t, l)
 	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1")
@@ -150,6 +162,60 @@ func TestLoopMissingBackendDoesNotStopOthers(t *testing.T) {
 		err := l.Status().LastErr
 		return err != nil && strings.Contains(err.Error(), "backend be_missing is not in the running HAProxy")
 	})
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 9)}, Passing: 1, At: time.Now()})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/9")
+}
+
+func TestLoopRebindsFreedSlotInNextSync(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1), inst("b", "10.0.0.2", 80, 1)}, Passing: 2, At: time.Now()})
+	runLoop(t, l)
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.2:80/ready/1")
+	// b goes, d comes, no free slot: srv2 goes to maint, then takes d.
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1), inst("d", "10.0.0.4", 80, 1)}, Passing: 2, At: time.Now()})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.4:80/ready/1")
+	var sent []string
+	for _, c := range f.commands() {
+		if strings.Contains(c, "srv2") && strings.HasPrefix(c, "set ") {
+			sent = append(sent, c)
+		}
+	}
+	want := []string{"set server be_web/srv2 addr 10.0.0.2 port 80", "set server be_web/srv2 state ready",
+		"set server be_web/srv2 state maint", "set server be_web/srv2 addr 10.0.0.4 port 80", "set server be_web/srv2 state ready"}
+	if strings.Join(sent, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("srv2 got:\n%s\nwant:\n%s", strings.Join(sent, "\n"), strings.Join(want, "\n"))
+	}
+	// The new address comes in a later sync than the maint, after HAProxy's
+	// state was read again: never in the batch that takes the slot out.
+	maint := f.batchOfCommand("set server be_web/srv2 state maint", 0)
+	read := f.batchOfCommand("show servers state be_web", maint)
+	addr := f.batchOfCommand("set server be_web/srv2 addr 10.0.0.4 port 80", 0)
+	if maint == 0 || read == 0 || addr <= read {
+		t.Fatalf("maint in batch %d, state read again in %d, new address in %d", maint, read, addr)
+	}
+}
+
+func TestPropagationObservedOncePerConsulAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
+	runLoop(t, l)
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
+	// HAProxy restarts: hapctl resends the same state, but no Consul answer
+	// came in: that is not propagation.
+	f.set(func(f *fakeHAProxy) {
+		f.pid = 300
+		f.backends["be_web"] = []runtime.ServerState{free("srv1"), free("srv2")}
+	})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
+	if n := histogramCount(t, l); n != 1 {
+		t.Fatalf("propagation observed %d times, want 1", n)
+	}
 }
 
 func TestRestartIsNoOp(t *testing.T) {

@@ -81,6 +81,8 @@ func TestPlan(t *testing.T) {
 		want      []Op
 		unplaced  int
 		guarded   bool
+		freed     int
+		next      []Op // the second sync's ops, when the first leaves work
 	}{
 		{
 			name:      "no change, no ops",
@@ -107,6 +109,7 @@ func TestPlan(t *testing.T) {
 			instances: []consul.Instance{a},
 			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
 			want:      []Op{stateOp("srv2", maint)},
+			freed:     1,
 		},
 		{
 			name:      "returning instance finds its old maint slot",
@@ -115,16 +118,30 @@ func TestPlan(t *testing.T) {
 			want:      []Op{stateOp("srv2", ready)},
 		},
 		{
-			name:      "new instance prefers a maint slot over one freed now",
+			name:      "new instance takes a maint slot, not one freed now",
 			instances: []consul.Instance{a, d},
 			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready), free("srv3")},
 			want:      []Op{stateOp("srv2", maint), addrOp("srv3", "10.0.0.4:80"), commit("srv3", ready)},
+			freed:     1,
 		},
 		{
-			name:      "maint before addr when a slot in service must move",
+			name:      "a slot in service goes to maint, and takes a new instance only in the next sync",
 			instances: []consul.Instance{a, d},
 			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready)},
-			want:      []Op{stateOp("srv2", maint), addrOp("srv2", "10.0.0.4:80"), commit("srv2", ready)},
+			want:      []Op{stateOp("srv2", maint)},
+			unplaced:  1,
+			freed:     1,
+			next:      []Op{addrOp("srv2", "10.0.0.4:80"), commit("srv2", ready)},
+		},
+		{
+			name:      "a drained slot is not re-bound while it drains",
+			instances: []consul.Instance{d},
+			passing:   1,
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, drain)},
+			want:      []Op{stateOp("srv1", maint)},
+			unplaced:  1,
+			freed:     1,
+			next:      []Op{addrOp("srv1", "10.0.0.4:80"), commit("srv1", ready)},
 		},
 		{
 			name:      "over capacity: the highest IDs are unplaced",
@@ -144,10 +161,13 @@ func TestPlan(t *testing.T) {
 			want:      []Op{weightOp("srv1", 50), addrOp("srv2", "10.0.0.2:80"), weightOp("srv2", 0), commit("srv2", ready)},
 		},
 		{
-			name:      "port change of the same address is a move",
+			name:      "port change of the same address is another instance",
 			instances: []consul.Instance{inst("a", "10.0.0.1", 81, 1)},
 			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready)},
-			want:      []Op{stateOp("srv1", maint), addrOp("srv1", "10.0.0.1:81"), commit("srv1", ready)},
+			want:      []Op{stateOp("srv1", maint)},
+			unplaced:  1,
+			freed:     1,
+			next:      []Op{addrOp("srv1", "10.0.0.1:81"), commit("srv1", ready)},
 		},
 		{
 			name:      "ipv6 instance",
@@ -182,6 +202,7 @@ func TestPlan(t *testing.T) {
 			backend:   func(b *config.Backend) { b.EmptyGuard = false },
 			actual:    []runtime.ServerState{srv("srv1", "127.0.0.1", 1, 1, ready)},
 			want:      []Op{stateOp("srv1", maint)},
+			freed:     1,
 		},
 		{
 			name:    "empty guard keeps the last set when Consul says zero",
@@ -195,6 +216,7 @@ func TestPlan(t *testing.T) {
 			passing: 0,
 			actual:  []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, drain), free("srv3")},
 			want:    []Op{stateOp("srv1", maint), stateOp("srv2", maint)},
+			freed:   2,
 		},
 		{
 			name:      "empty guard does not hold when only invalid instances pass",
@@ -202,6 +224,7 @@ func TestPlan(t *testing.T) {
 			passing:   2,
 			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready)},
 			want:      []Op{stateOp("srv1", maint)},
+			freed:     1,
 		},
 		{
 			name:      "other servers of the backend are not touched",
@@ -239,14 +262,20 @@ func TestPlan(t *testing.T) {
 			if !reflect.DeepEqual(p.Ops, tt.want) {
 				t.Errorf("ops:\n got  %s\n want %s", opsString(p.Ops), opsString(tt.want))
 			}
-			if p.Unplaced != tt.unplaced || p.Guarded != tt.guarded {
-				t.Errorf("unplaced %d guarded %v, want %d %v", p.Unplaced, p.Guarded, tt.unplaced, tt.guarded)
+			if p.Unplaced != tt.unplaced || p.Guarded != tt.guarded || d.Freed != tt.freed {
+				t.Errorf("unplaced %d guarded %v freed %d, want %d %v %d", p.Unplaced, p.Guarded, d.Freed, tt.unplaced, tt.guarded, tt.freed)
 			}
-			// Applying the plan must reach a fixed point: no ops the second time.
+			// Applying the plans must reach a fixed point within two syncs.
 			after := applyToState(t, tt.actual, p.Ops)
 			d2 := Desire(Input{Backend: be, Snapshot: consul.Snapshot{Instances: tt.instances, Passing: passing}, Actual: after, Overrides: tt.overrides})
-			if again := MakePlan(d2, after); len(again.Ops) != 0 {
-				t.Errorf("not a fixed point, second plan: %s", opsString(again.Ops))
+			p2 := MakePlan(d2, after)
+			if !reflect.DeepEqual(p2.Ops, tt.next) {
+				t.Errorf("second sync:\n got  %s\n want %s", opsString(p2.Ops), opsString(tt.next))
+			}
+			after = applyToState(t, after, p2.Ops)
+			d3 := Desire(Input{Backend: be, Snapshot: consul.Snapshot{Instances: tt.instances, Passing: passing}, Actual: after, Overrides: tt.overrides})
+			if again := MakePlan(d3, after); len(again.Ops) != 0 {
+				t.Errorf("not a fixed point, third plan: %s", opsString(again.Ops))
 			}
 		})
 	}

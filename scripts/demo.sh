@@ -52,7 +52,7 @@ stop_all() {
 	local f pid
 	[ -d "$RUN" ] || return 0
 	# Sample backends first (they deregister), then hapctl, HAProxy, Consul.
-	for f in "$RUN"/sample-*.pid "$RUN"/hapctl.pid "$RUN"/haproxy.pid "$RUN"/consul.pid; do
+	for f in "$RUN"/tail.pid "$RUN"/sample-*.pid "$RUN"/hapctl.pid "$RUN"/haproxy.pid "$RUN"/consul.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		if kill -0 "$pid" 2>/dev/null; then
@@ -180,5 +180,7 @@ cat >&2 <<MSG
   Logs: $DEMO_DIR/*.log. Following hapctl's log; Ctrl-C stops everything.
 
 MSG
-tail -n +1 -f "$DEMO_DIR/hapctl.log" &
+# --pid: tail ends with this script, however it ends.
+tail --pid=$$ -n +1 -f "$DEMO_DIR/hapctl.log" &
+echo $! >"$RUN/tail.pid"
 wait $!

@@ -364,7 +364,7 @@ func BenchmarkPlan(b *testing.B) {
 				j := (i * 7919) % n
 				actual[j] = runtime.ServerState{Backend: "be_web", Name: slot.Name(j + 1), Addr: a, Port: 8080, Weight: 1}
 			}
-			instances[n/2].Port = 9090
+			instances[n/2].Weight = 5 // the one change: a weight
 			be := backend()
 			snap := consul.Snapshot{Instances: instances, Passing: n}
 			b.ReportAllocs()
@@ -372,8 +372,8 @@ func BenchmarkPlan(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				d := Desire(Input{Backend: be, Snapshot: snap, Actual: actual})
 				p := MakePlan(d, actual)
-				if len(p.Ops) != 3 {
-					b.Fatalf("%d ops", len(p.Ops))
+				if len(p.Ops) != 1 || p.Ops[0].Kind != OpWeight {
+					b.Fatalf("ops: %s", opsString(p.Ops))
 				}
 			}
 		})

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh — install what hapctl's demo and tests need on a Debian machine.
 #
-#   HAProxy + socat          from apt (skipped when already installed)
+#   HAProxy, socat, curl     from apt (skipped when already installed)
 #   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
 #
 # Idempotent: a second run takes about a second. Prints the Consul binary's path
@@ -21,8 +21,9 @@ install_apt_packages() {
 	local missing=()
 	need_cmd haproxy || missing+=(haproxy)
 	need_cmd socat || missing+=(socat)
+	need_cmd curl || missing+=(curl)
 	if [ ${#missing[@]} -eq 0 ]; then
-		log "haproxy and socat present ($(haproxy -v 2>/dev/null | head -n1))"
+		log "haproxy, socat and curl present ($(haproxy -v 2>/dev/null | head -n1))"
 		return
 	fi
 	need_cmd apt-get || die "missing ${missing[*]} and no apt-get: install them by hand (Debian: apt-get install -y ${missing[*]})"
@@ -44,8 +45,10 @@ install_apt_packages() {
 	if need_cmd systemctl && systemctl is-active --quiet haproxy 2>/dev/null; then
 		$sudo systemctl stop haproxy >/dev/null 2>&1 || true
 	fi
-	need_cmd haproxy || die "haproxy still missing after apt-get install"
-	need_cmd socat || die "socat still missing after apt-get install"
+	local c
+	for c in haproxy socat curl; do
+		need_cmd "$c" || die "$c still missing after apt-get install"
+	done
 }
 
 # consul_ok: the cached binary runs and is the wanted version. (Not a pipe

@@ -202,7 +202,6 @@ func TestLoopRebindsFreedSlotInNextSync(t *testing.T) {
 	}
 }
 
-
 func TestRestartIsNoOp(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 3)

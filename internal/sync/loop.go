@@ -152,7 +152,7 @@ func (l *Loop) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			for _, n := range due {
+			for _, n := range out.synced {
 				err := out.errs[n]
 				r := retry[n]
 				switch {
@@ -163,6 +163,7 @@ func (l *Loop) Run(ctx context.Context) {
 					}
 					r.failures++
 					r.at = time.Now().Add(l.retryDelay(r.failures))
+					pending[n] = true
 					if r.failures == 1 || r.failures%10 == 0 {
 						l.Log.Error().Err(err).Str("backend", n).Int("failures", r.failures).Dur("retry_in", time.Until(r.at)).
 							Msg("sync failed; HAProxy is left as it is")
@@ -236,8 +237,9 @@ func (l *Loop) workerChanged(ctx context.Context) bool {
 
 // syncOutcome is what one sync did per backend.
 type syncOutcome struct {
-	errs  map[string]error
-	again []string // backends to sync again at once (slots freed for unplaced instances)
+	synced []string // the backends looked at: those asked for, or all after a worker change
+	errs   map[string]error
+	again  []string // backends to sync again at once (slots freed for unplaced instances)
 }
 
 // Sync reconciles the named backends once and returns their errors, joined.
@@ -255,7 +257,7 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 	start := time.Now()
 	defer func() { l.Metrics.SyncDuration.Observe(time.Since(start).Seconds()) }()
-	out := syncOutcome{errs: map[string]error{}}
+	out := syncOutcome{synced: names, errs: map[string]error{}}
 	actual, err := ReadActual(ctx, l.Runtime, names)
 	l.mu.Lock()
 	l.status.LastAttempt = start

@@ -2,7 +2,6 @@ package testbed
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -151,6 +150,3 @@ func WriteFile(t testing.TB, path, content string) {
 		t.Fatalf("write %s: %v", path, err)
 	}
 }
-
-// errorf is fmt.Errorf, named for readability in poll conditions.
-var errorf = fmt.Errorf

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -152,11 +151,9 @@ func withBootstrapSlots(servers []runtime.ServerState, cfgData []byte, backend s
 	for _, n := range haproxycfg.SlotsInFile(cfgData, backend) {
 		name := slot.Name(n)
 		if !have[name] {
-			out = append(out, runtime.ServerState{Backend: backend, Name: name, Addr: placeholder.Addr(), Port: int(placeholder.Port()), Weight: 1,
+			out = append(out, runtime.ServerState{Backend: backend, Name: name, Addr: haproxycfg.PlaceholderEndpoint.Addr(), Port: int(haproxycfg.PlaceholderEndpoint.Port()), Weight: 1,
 				Admin: runtime.AdminForcedMaint | runtime.AdminConfigMaint})
 		}
 	}
 	return out
 }
-
-var placeholder = netip.MustParseAddrPort(haproxycfg.Placeholder)

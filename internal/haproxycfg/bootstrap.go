@@ -141,15 +141,13 @@ func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[str
 			st := SlotState{Index: n, Endpoint: netip.AddrPortFrom(srv.Addr, uint16(srv.Port)), Weight: srv.Weight,
 				Maint: srv.State() == runtime.StateMaint}
 			if !srv.Addr.IsValid() || srv.Port < 1 || srv.Port > 65535 {
-				st = SlotState{Index: n, Endpoint: placeholder, Weight: srv.Weight, Maint: true}
+				st = SlotState{Index: n, Endpoint: PlaceholderEndpoint, Weight: srv.Weight, Maint: true}
 			}
 			states[n] = st
 		}
 	}
 	return out, nil
 }
-
-var placeholder = netip.MustParseAddrPort(Placeholder)
 
 // Apply writes the file (checked by `haproxy -c`) when it changed and
 // reloads HAProxy when it runs without the slots. It returns whether it

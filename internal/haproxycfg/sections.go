@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"strings"
 
-	"github.com/hapctl/hapctl/internal/runtime"
 	"github.com/hapctl/hapctl/internal/slot"
 )
 
@@ -117,14 +116,15 @@ func slotLine(l line) (int, bool) {
 // indentOf returns the indentation the section's lines use.
 func (t *text) indentOf(s section) string {
 	for i := s.start + 1; i < s.end; i++ {
-		l := t.lines[i]
-		if len(l.fields) == 0 {
-			continue
+		if len(t.lines[i].fields) > 0 {
+			return lineIndent(t.lines[i].text)
 		}
-		return l.text[:len(l.text)-len(strings.TrimLeft(l.text, " \t"))]
 	}
 	return "    "
 }
+
+// lineIndent returns the leading blanks of a line.
+func lineIndent(s string) string { return s[:len(s)-len(strings.TrimLeft(s, " \t"))] }
 
 // lastContent is the index of the section's last line that is not blank or
 // a comment; new lines go after it, before comments that introduce the next
@@ -138,6 +138,3 @@ func (t *text) lastContent(s section) int {
 	}
 	return last
 }
-
-// validName is the name check for anything hapctl writes into the file.
-var validName = runtime.ValidName

@@ -16,6 +16,9 @@ import (
 // the slot is in maint anyway.
 const Placeholder = "127.0.0.1:1"
 
+// PlaceholderEndpoint is Placeholder parsed.
+var PlaceholderEndpoint = netip.MustParseAddrPort(Placeholder)
+
 // SlotSpec says how many slots a backend must have and what every slot
 // line carries.
 type SlotSpec struct {
@@ -80,7 +83,7 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 	t := splitText(data)
 	var changes []Change
 	for _, spec := range specs {
-		if err := validName(spec.Backend); err != nil {
+		if err := runtime.ValidName(spec.Backend); err != nil {
 			return nil, nil, fmt.Errorf("backend %q: %w", spec.Backend, err)
 		}
 		if err := config.CheckServerOptions(spec.Options); err != nil {
@@ -173,7 +176,7 @@ func withOptions(text, options string) (string, bool) {
 	if strings.Join(rest, " ") == strings.Join(strings.Fields(options), " ") {
 		return text, false
 	}
-	indent := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+	indent := lineIndent(text)
 	line := indent + strings.Join(kept, " ")
 	if options != "" {
 		line += " " + options
@@ -254,9 +257,7 @@ func RefreshSlots(data []byte, backend string, states map[int]SlotState, options
 		if !ok {
 			continue
 		}
-		l := t.lines[i].text
-		indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
-		text, err := RenderSlotLine(indent, st, options)
+		text, err := RenderSlotLine(lineIndent(t.lines[i].text), st, options)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", backend, err)
 		}

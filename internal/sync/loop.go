@@ -57,6 +57,7 @@ type Loop struct {
 	pid      int                  // worker pid seen by the last read
 	reported map[string]report    // what was last logged per backend
 	measured map[string]time.Time // per backend, the Consul answer whose propagation was observed
+	byName   map[string]config.Backend
 
 	mu     sync.Mutex
 	status Status
@@ -287,7 +288,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		states = map[string]BackendStatus{}
 	)
 	for _, name := range names {
-		be, _ := cfgBackend(l.Backends, name)
+		be := l.backend(name)
 		if err := actual.Errs[name]; err != nil {
 			l.reportErr(name, err)
 			out.errs[name] = err
@@ -453,13 +454,15 @@ func (l *Loop) reportErr(name string, err error) {
 	l.reported[name] = prev
 }
 
-func cfgBackend(backends []config.Backend, name string) (config.Backend, bool) {
-	for _, b := range backends {
-		if b.Name == name {
-			return b, true
+// backend returns the config of a managed backend, from a map built once.
+func (l *Loop) backend(name string) config.Backend {
+	if l.byName == nil {
+		l.byName = make(map[string]config.Backend, len(l.Backends))
+		for _, b := range l.Backends {
+			l.byName[b.Name] = b
 		}
 	}
-	return config.Backend{}, false
+	return l.byName[name]
 }
 
 func or(d, def time.Duration) time.Duration {

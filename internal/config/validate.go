@@ -214,34 +214,9 @@ func (b *Backend) validate(v *validator, key string) {
 	}
 }
 
-// ownedKeywords are server keywords hapctl sets itself on slot lines.
-var ownedKeywords = map[string]string{
-	"disabled": "hapctl sets the admin state of every slot",
-	"enabled":  "hapctl sets the admin state of every slot",
-	"weight":   "weights come from Consul's Weights.Passing",
-	"id":       "each slot needs its own id",
-}
-
-// CheckServerOptions checks the text appended to every slot's server line:
-// plain printable tokens, none that would end the line or start a comment
-// or a second runtime command, and none of the keywords hapctl owns.
-// `haproxy -c` checks the keywords themselves.
-func CheckServerOptions(opts string) error {
-	for i, r := range opts {
-		switch {
-		case r == ';' || r == '#' || r == '\\' || r == '"' || r == '\'':
-			return fmt.Errorf("%q has %q at byte %d; options must be plain words", opts, r, i)
-		case r > unicode.MaxASCII || (r != ' ' && !unicode.IsPrint(r)):
-			return fmt.Errorf("%q has a non-printable or non-ASCII character at byte %d", opts, i)
-		}
-	}
-	for _, word := range strings.Fields(opts) {
-		if why, ok := ownedKeywords[word]; ok {
-			return fmt.Errorf("%q: %q is not allowed here: %s", opts, word, why)
-		}
-	}
-	return nil
-}
+// CheckServerOptions checks the text appended to every slot's server line
+// (runtime.ValidOptions); `haproxy -c` checks the keywords themselves.
+func CheckServerOptions(opts string) error { return runtime.ValidOptions(opts) }
 
 func isIdent(s, extra string) bool {
 	if s == "" {

@@ -90,6 +90,67 @@ func SetWeight(backend, server string, weight int) (Command, error) {
 	return Command{text: "set server " + ref + " weight " + strconv.Itoa(weight), expect: empty}, nil
 }
 
+// AddServer builds `add server B/S IP:PORT weight W [options]`: a dynamic
+// server, which starts in maint. options are server keywords, checked by
+// ValidOptions.
+func AddServer(backend, server string, ep netip.AddrPort, weight int, options string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	if err := ValidAddr(ep.Addr()); err != nil {
+		return Command{}, err
+	}
+	if err := ValidPort(int(ep.Port())); err != nil {
+		return Command{}, err
+	}
+	if err := ValidWeight(weight); err != nil {
+		return Command{}, err
+	}
+	if err := ValidOptions(options); err != nil {
+		return Command{}, err
+	}
+	text := "add server " + ref + " " + ep.String() + " weight " + strconv.Itoa(weight)
+	if o := strings.Join(strings.Fields(options), " "); o != "" {
+		text += " " + o
+	}
+	return Command{text: text, expect: answerIs("New server registered.")}, nil
+}
+
+// DelServer builds `del server B/S`; HAProxy deletes only a server in maint
+// with no connection attached (ErrServerBusy otherwise).
+func DelServer(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{text: "del server " + ref, expect: answerIs("Server deleted.")}, nil
+}
+
+// EnableHealth builds `enable health B/S`: a dynamic server's health checks
+// do not start by themselves.
+func EnableHealth(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{text: "enable health " + ref, expect: empty}, nil
+}
+
+// EnableAgent builds `enable agent B/S`, the agent-check counterpart of
+// EnableHealth.
+func EnableAgent(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{text: "enable agent " + ref, expect: empty}, nil
+}
+
+func answerIs(want string) func(string) bool {
+	return func(a string) bool { return strings.TrimSpace(a) == want }
+}
+
 // ShowServersState builds `show servers state B`; parse its answer with
 // ParseServersState.
 func ShowServersState(backend string) (Command, error) {

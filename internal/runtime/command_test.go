@@ -41,6 +41,27 @@ func TestCommandBuilders(t *testing.T) {
 		{"empty backend", func() (Command, error) { return ShowServersState("") }, "", "backend: name is empty"},
 		{"long name", func() (Command, error) { return ShowServersState(strings.Repeat("b", 129)) }, "", "more than 128"},
 		{"show state", func() (Command, error) { return ShowServersState("be_web") }, "show servers state be_web", ""},
+		{"add v4", func() (Command, error) {
+			return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 80), 3, " check  inter 2s ")
+		}, "add server be_web/srv9 10.0.0.5:80 weight 3 check inter 2s", ""},
+		{"add v6 no options", func() (Command, error) {
+			return AddServer("be_web", "srv9", netip.AddrPortFrom(v6, 443), 1, "")
+		}, "add server be_web/srv9 [2001:db8::1]:443 weight 1", ""},
+		{"add port 0", func() (Command, error) { return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 0), 1, "") }, "", "port 0"},
+		{"add weight 300", func() (Command, error) { return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 80), 300, "") }, "", "weight 300"},
+		{"add options with ;", func() (Command, error) {
+			return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 80), 1, "check; shutdown sessions")
+		}, "", "options must be plain words"},
+		{"add options with newline", func() (Command, error) {
+			return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 80), 1, "check\nshow info")
+		}, "", "non-printable"},
+		{"add options owning weight", func() (Command, error) {
+			return AddServer("be_web", "srv9", netip.AddrPortFrom(v4, 80), 1, "weight 5")
+		}, "", "\"weight\" is not allowed"},
+		{"del", func() (Command, error) { return DelServer("be_web", "srv9") }, "del server be_web/srv9", ""},
+		{"del bad name", func() (Command, error) { return DelServer("be_web", "srv9;") }, "", "has character ';'"},
+		{"enable health", func() (Command, error) { return EnableHealth("be_web", "srv9") }, "enable health be_web/srv9", ""},
+		{"enable agent", func() (Command, error) { return EnableAgent("be_web", "srv9") }, "enable agent be_web/srv9", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +91,8 @@ func TestAnswerChecks(t *testing.T) {
 	addr, _ := SetAddr("b", "s", netip.MustParseAddr("10.0.0.1"), 80)
 	state, _ := SetState("b", "s", StateReady)
 	show, _ := ShowServersState("b")
+	add, _ := AddServer("b", "s", netip.MustParseAddrPort("10.0.0.1:80"), 1, "")
+	del, _ := DelServer("b", "s")
 	tests := []struct {
 		name   string
 		cmd    Command
@@ -87,6 +110,14 @@ func TestAnswerChecks(t *testing.T) {
 		{"state permission", state, "Permission denied", ErrRefused},
 		{"show ok", show, "1\n# be_id be_name", nil},
 		{"show no backend", show, "Can't find backend.", ErrNoSuchBackend},
+		{"add ok", add, "New server registered.\n", nil},
+		{"add static", add, "Backend must use a dynamic load balancing to support dynamic servers.", ErrNotDynamic},
+		{"add cookie", add, "'cookie' option is not accepted for dynamic server", ErrNotDynamic},
+		{"add exists", add, "Already exists a server with the same name in backend.", ErrServerExists},
+		{"add other error", add, "Invalid address '1.2.3'", ErrRefused},
+		{"del ok", del, "Server deleted.", nil},
+		{"del busy", del, "Server still has connections attached to it, cannot remove it.", ErrServerBusy},
+		{"del ready", del, "Only servers in maintenance mode can be deleted.", ErrRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +170,7 @@ func FuzzCommands(f *testing.F) {
 			if ValidName(backend) != nil || ValidName(server) != nil {
 				t.Fatalf("built %q from invalid names %q %q", s, backend, server)
 			}
-			if !strings.Contains(s, " "+backend+"/"+server+" ") {
+			if !strings.Contains(s+" ", " "+backend+"/"+server+" ") {
 				t.Fatalf("%q does not name %s/%s", s, backend, server)
 			}
 		}
@@ -155,5 +186,17 @@ func FuzzCommands(f *testing.F) {
 		}
 		cmd, err = SetState(backend, server, State(weight&7))
 		check(cmd, err, 5)
+		cmd, err = AddServer(backend, server, netip.AddrPortFrom(addr, uint16(port)), weight, addrText)
+		if err == nil {
+			s := cmd.String()
+			if strings.ContainsAny(s, ";\n\r\t\x00#\\\"'") || ValidOptions(addrText) != nil {
+				t.Fatalf("AddServer built %q from options %q", s, addrText)
+			}
+			if !strings.HasPrefix(s, "add server "+backend+"/"+server+" ") {
+				t.Fatalf("%q does not name %s/%s", s, backend, server)
+			}
+		}
+		cmd, err = DelServer(backend, server)
+		check(cmd, err, 3)
 	})
 }

@@ -12,6 +12,13 @@ var (
 	ErrNoSuchBackend = errors.New("no such backend")
 	ErrNoSuchServer  = errors.New("no such server")
 	ErrRefused       = errors.New("command refused")
+	// ErrNotDynamic: the backend cannot take servers added at runtime (a
+	// static balance algorithm, or a server option dynamic servers refuse).
+	ErrNotDynamic = errors.New("backend cannot take dynamic servers")
+	// ErrServerBusy: `del server` of a server that still has connections.
+	ErrServerBusy = errors.New("server still has connections")
+	// ErrServerExists: `add server` of a name the backend already has.
+	ErrServerExists = errors.New("server already exists")
 	// ErrProtocol means the socket answered something that is not a HAProxy
 	// CLI answer: the connection closed early or the framing is wrong.
 	ErrProtocol = errors.New("unexpected answer from the runtime socket")
@@ -39,6 +46,14 @@ func refused(cmd, answer string) *CommandError {
 		err = ErrNoSuchServer
 	case answer == "No such backend.", strings.HasPrefix(answer, "Can't find backend"):
 		err = ErrNoSuchBackend
+	case strings.Contains(answer, "must use a dynamic load balancing"),
+		strings.Contains(answer, "not accepted for dynamic server"),
+		strings.Contains(answer, "not supported for dynamic server"):
+		err = ErrNotDynamic
+	case strings.HasPrefix(answer, "Server still has connections"):
+		err = ErrServerBusy
+	case strings.HasPrefix(answer, "Already exists a server with the same name"):
+		err = ErrServerExists
 	}
 	if answer == "" {
 		answer = "(empty answer)"

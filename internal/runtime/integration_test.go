@@ -88,6 +88,54 @@ func TestClientAgainstHAProxy(t *testing.T) {
 	}
 }
 
+// TestDynamicServers checks the answers of add/del server, enable health
+// and their refusals against HAProxy itself.
+func TestDynamicServers(t *testing.T) {
+	h := testbed.NewHAProxy(t)
+	h.Start(h.Preamble() + `
+backend be_rr
+    balance roundrobin
+    server srv1 127.0.0.1:1 disabled
+backend be_static
+    balance static-rr
+    server srv1 127.0.0.1:1 disabled
+`)
+	ctx := context.Background()
+	ep := netip.MustParseAddrPort("127.0.0.9:8080")
+	v6 := netip.MustParseAddrPort("[::1]:8081")
+	res, err := h.Runtime.Exec(ctx,
+		must(t)(runtime.AddServer("be_rr", "srv2", ep, 7, "check inter 5s")),
+		must(t)(runtime.EnableHealth("be_rr", "srv2")),
+		must(t)(runtime.AddServer("be_rr", "srv3", v6, 1, "")),
+		must(t)(runtime.AddServer("be_rr", "srv2", ep, 7, "")),
+		must(t)(runtime.AddServer("be_static", "srv2", ep, 1, "")),
+		must(t)(runtime.AddServer("be_rr", "srv4", ep, 1, "cookie s4")),
+		must(t)(runtime.SetState("be_rr", "srv3", runtime.StateReady)),
+		must(t)(runtime.DelServer("be_rr", "srv3")),
+		must(t)(runtime.SetState("be_rr", "srv3", runtime.StateMaint)),
+		must(t)(runtime.DelServer("be_rr", "srv3")),
+		must(t)(runtime.DelServer("be_rr", "srv1")),
+		must(t)(runtime.ShowServersState("be_rr")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []error{nil, nil, nil, runtime.ErrServerExists, runtime.ErrNotDynamic, runtime.ErrNotDynamic,
+		nil, runtime.ErrRefused, nil, nil, nil, nil}
+	for i, r := range res {
+		if want[i] == nil && r.Err != nil || want[i] != nil && !errors.Is(r.Err, want[i]) {
+			t.Errorf("%q: err = %v, want %v", r.Command, r.Err, want[i])
+		}
+	}
+	got, err := runtime.ParseServersState(res[len(res)-1].Answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "srv2" || got[0].Port != 8080 || got[0].Weight != 7 || got[0].State() != runtime.StateMaint {
+		t.Fatalf("be_rr after add/del: %+v, want only srv2 in maint at 127.0.0.9:8080 weight 7", got)
+	}
+}
+
 func TestMasterReload(t *testing.T) {
 	h := startHAProxy(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -3,6 +3,8 @@ package runtime
 import (
 	"fmt"
 	"net/netip"
+	"strings"
+	"unicode"
 )
 
 // MaxNameLen bounds proxy and server names. HAProxy has no hard limit, but a
@@ -74,6 +76,35 @@ const MaxWeight = 256
 func ValidWeight(w int) error {
 	if w < 0 || w > MaxWeight {
 		return fmt.Errorf("weight %d is out of range 0-%d", w, MaxWeight)
+	}
+	return nil
+}
+
+// ownedKeywords are server keywords hapctl sets itself on slot servers.
+var ownedKeywords = map[string]string{
+	"disabled": "hapctl sets the admin state of every slot",
+	"enabled":  "hapctl sets the admin state of every slot",
+	"weight":   "weights come from Consul's Weights.Passing",
+	"id":       "each slot needs its own id",
+}
+
+// ValidOptions checks server keywords appended to a slot's server line or
+// `add server` command: plain printable ASCII words, none that would end the
+// line, start a comment or a second command, and none of the keywords hapctl
+// owns. HAProxy checks the keywords themselves.
+func ValidOptions(opts string) error {
+	for i, r := range opts {
+		switch {
+		case r == ';' || r == '#' || r == '\\' || r == '"' || r == '\'':
+			return fmt.Errorf("%q has %q at byte %d; options must be plain words", opts, r, i)
+		case r > unicode.MaxASCII || (r != ' ' && !unicode.IsPrint(r)):
+			return fmt.Errorf("%q has a non-printable or non-ASCII character at byte %d", opts, i)
+		}
+	}
+	for _, word := range strings.Fields(opts) {
+		if why, ok := ownedKeywords[word]; ok {
+			return fmt.Errorf("%q: %q is not allowed here: %s", opts, word, why)
+		}
 	}
 	return nil
 }

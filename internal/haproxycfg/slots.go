@@ -12,12 +12,11 @@ import (
 	"github.com/hapctl/hapctl/internal/slot"
 )
 
-// Placeholder is where a free slot points: nothing listens on port 1, and
-// the slot is in maint anyway.
-const Placeholder = "127.0.0.1:1"
+// Placeholder is where a free slot points (slot.Placeholder).
+const Placeholder = slot.Placeholder
 
 // PlaceholderEndpoint is Placeholder parsed.
-var PlaceholderEndpoint = netip.MustParseAddrPort(Placeholder)
+var PlaceholderEndpoint = slot.PlaceholderEndpoint
 
 // SlotSpec says how many slots a backend must have and what every slot
 // line carries.

@@ -29,9 +29,21 @@ const (
 type Applied struct {
 	OK      int
 	Failed  int
-	Skipped int // AfterAddr ops of slots whose earlier ops failed
+	Skipped int // AfterAddr ops of slots whose earlier ops failed, and refused Soft ops
 	// FailedBackends holds the backends with a failed or skipped op.
 	FailedBackends map[string]bool
+	// NotDynamic holds, by backend, HAProxy's refusal of `add server`: the
+	// backend cannot take dynamic servers.
+	NotDynamic map[string]error
+}
+
+func (a *Applied) notDynamic(backend string, err error) {
+	if a.NotDynamic == nil {
+		a.NotDynamic = map[string]error{}
+	}
+	if _, ok := a.NotDynamic[backend]; !ok {
+		a.NotDynamic[backend] = err
+	}
 }
 
 // Apply sends ops on the runtime socket in at most two batches. The first
@@ -117,6 +129,10 @@ func run(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, res 
 	for _, o := range outs {
 		res.OK += o.res.OK
 		res.Failed += o.res.Failed
+		res.Skipped += o.res.Skipped
+		for b, err := range o.res.NotDynamic {
+			res.notDynamic(b, err)
+		}
 		for k := range o.failed {
 			failed[k] = true
 		}
@@ -168,7 +184,14 @@ func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, r
 	}
 	results, err := rt.Exec(ctx, cmds...)
 	for i, r := range results {
+		if r.Err != nil && sent[i].Soft {
+			res.Skipped++
+			continue
+		}
 		if r.Err != nil {
+			if errors.Is(r.Err, runtime.ErrNotDynamic) {
+				res.notDynamic(sent[i].Backend, r.Err)
+			}
 			res.Failed++
 			failed[slotKey(sent[i])] = true
 			errs = append(errs, r.Err)

@@ -33,6 +33,10 @@ type Input struct {
 	// servers among them (srv1..srvN) are the slots.
 	Actual    []runtime.ServerState
 	Overrides map[string]Override // by Consul service ID
+	// Grow is the number of slots to add: new slots that do not exist in
+	// HAProxy yet (Slot.New), numbered from the lowest free numbers and
+	// offered to instances after the existing free slots.
+	Grow int
 }
 
 // Slot is the desired state of one slot.
@@ -44,6 +48,9 @@ type Slot struct {
 	State    runtime.State
 	Weight   int
 	Override *Override
+	// New marks a slot that HAProxy does not have yet: it is added with
+	// `add server` (dynamic growth).
+	New bool
 }
 
 // Free reports whether no instance is bound to the slot.
@@ -61,6 +68,9 @@ type Desired struct {
 	// Freed counts slots in service that lose their instance now: they go to
 	// maint in this sync and can take another instance from the next one.
 	Freed int
+	// Options are the backend's server_options, which new slots are added
+	// with.
+	Options string
 }
 
 // Bound counts the slots with an instance.
@@ -103,11 +113,25 @@ func Slots(servers []runtime.ServerState) []runtime.ServerState {
 // instance while it takes traffic. Instances left over are Unplaced.
 func Desire(in Input) Desired {
 	slots := Slots(in.Actual)
-	d := Desired{Backend: in.Backend.Name, Slots: make([]Slot, len(slots))}
+	d := Desired{Backend: in.Backend.Name, Slots: make([]Slot, len(slots), len(slots)+max(in.Grow, 0)),
+		Options: in.Backend.ServerOptions}
 	for i, s := range slots {
 		d.Slots[i] = Slot{Name: s.Name, State: runtime.StateMaint}
 	}
-	if in.Backend.EmptyGuard && in.Snapshot.Passing == 0 && inService(slots) {
+	guard := in.Backend.EmptyGuard && in.Snapshot.Passing == 0 && inService(slots)
+	if in.Grow > 0 && !guard {
+		have := make(map[int]bool, len(slots))
+		for _, s := range slots {
+			n, _ := slot.Index(s.Name)
+			have[n] = true
+		}
+		for _, n := range slot.Missing(have, in.Grow) {
+			name := slot.Name(n)
+			d.Slots = append(d.Slots, Slot{Name: name, State: runtime.StateMaint, New: true})
+			slots = append(slots, runtime.ServerState{Backend: in.Backend.Name, Name: name, Admin: runtime.AdminForcedMaint})
+		}
+	}
+	if guard {
 		d.Guarded = true
 		for i, s := range slots {
 			if s.State() != runtime.StateMaint && s.Addr.IsValid() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -281,6 +282,115 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestPlanGrowth(t *testing.T) {
+	t.Parallel()
+	a := inst("a", "10.0.0.1", 80, 1)
+	b := inst("b", "10.0.0.2", 80, 1)
+	c := inst("c", "10.0.0.3", 80, 5)
+	d := inst("d", "10.0.0.4", 80, 1)
+	full := []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), srv("srv2", "10.0.0.2", 80, 1, ready)}
+	add := func(server, addrPort string, w int, opts string) Op {
+		return Op{Backend: "be_web", Server: server, Kind: OpAdd, Addr: ep(addrPort), Weight: w, Options: opts}
+	}
+	after := func(server string, k OpKind) Op { return Op{Backend: "be_web", Server: server, Kind: k, AfterAddr: true} }
+	tests := []struct {
+		name      string
+		options   string
+		instances []consul.Instance
+		passing   int
+		actual    []runtime.ServerState
+		grow      int
+		want      []Op
+		unplaced  int
+	}{
+		{
+			name:      "new slots bound at once",
+			instances: []consul.Instance{a, b, c, d},
+			actual:    full,
+			grow:      2,
+			want: []Op{
+				add("srv3", "10.0.0.3:80", 5, ""), commit("srv3", ready),
+				add("srv4", "10.0.0.4:80", 1, ""), commit("srv4", ready),
+			},
+		},
+		{
+			name:      "checks enabled, extra slots added free",
+			options:   "check inter 2s agent-check agent-port 9",
+			instances: []consul.Instance{a, b, c},
+			actual:    full,
+			grow:      2,
+			want: []Op{
+				add("srv3", "10.0.0.3:80", 5, "check inter 2s agent-check agent-port 9"),
+				after("srv3", OpHealth), after("srv3", OpAgent), commit("srv3", ready),
+				add("srv4", "127.0.0.1:1", 1, "check inter 2s agent-check agent-port 9"),
+				after("srv4", OpHealth), after("srv4", OpAgent),
+			},
+		},
+		{
+			name:      "existing free slots first, gaps filled",
+			instances: []consul.Instance{a, b, c, d},
+			actual:    []runtime.ServerState{srv("srv1", "10.0.0.1", 80, 1, ready), free("srv3")},
+			grow:      2,
+			want: []Op{
+				addrOp("srv3", "10.0.0.2:80"), commit("srv3", ready),
+				add("srv2", "10.0.0.3:80", 5, ""), commit("srv2", ready),
+				add("srv4", "10.0.0.4:80", 1, ""), commit("srv4", ready),
+			},
+		},
+		{
+			name:      "too few new slots leave the rest unplaced",
+			instances: []consul.Instance{a, b, c, d},
+			actual:    full,
+			grow:      1,
+			want:      []Op{add("srv3", "10.0.0.3:80", 5, ""), commit("srv3", ready)},
+			unplaced:  1,
+		},
+		{
+			name:    "no growth under the empty guard",
+			passing: 0,
+			actual:  full,
+			grow:    2,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			be := backend()
+			be.ServerOptions = tt.options
+			passing := len(tt.instances)
+			in := Input{Backend: be, Snapshot: consul.Snapshot{Instances: tt.instances, Passing: passing}, Actual: tt.actual, Grow: tt.grow}
+			d := Desire(in)
+			p := MakePlan(d, tt.actual)
+			if !reflect.DeepEqual(p.Ops, tt.want) {
+				t.Errorf("ops:\n got  %s\n want %s", opsString(p.Ops), opsString(tt.want))
+			}
+			if p.Unplaced != tt.unplaced {
+				t.Errorf("unplaced %d, want %d", p.Unplaced, tt.unplaced)
+			}
+			// Once applied, the next sync (without growth) has nothing to do.
+			state := applyToState(t, tt.actual, p.Ops)
+			in.Actual, in.Grow = state, 0
+			if again := MakePlan(Desire(in), state); len(again.Ops) != 0 {
+				t.Errorf("not a fixed point, next plan: %s", opsString(again.Ops))
+			}
+		})
+	}
+}
+
+func TestDelOps(t *testing.T) {
+	t.Parallel()
+	got := opsString(DelOps("be_web", []string{"srv9", "srv12", "srv10"}))
+	want := "[del server be_web/srv12; del server be_web/srv10; del server be_web/srv9]"
+	if got != want {
+		t.Fatalf("DelOps = %s, want %s", got, want)
+	}
+	for _, o := range DelOps("be_web", []string{"srv9"}) {
+		if !o.Soft {
+			t.Fatalf("del op %s is not soft: a busy slot would fail the sync", o)
+		}
+	}
+}
+
 // applyToState simulates HAProxy applying ops, to check plans converge.
 func applyToState(t *testing.T, actual []runtime.ServerState, ops []Op) []runtime.ServerState {
 	t.Helper()
@@ -288,6 +398,25 @@ func applyToState(t *testing.T, actual []runtime.ServerState, ops []Op) []runtim
 	for _, o := range ops {
 		if _, err := o.Command(); err != nil {
 			t.Fatalf("op %+v builds no command: %v", o, err)
+		}
+		switch o.Kind {
+		case OpAdd:
+			for _, s := range out {
+				if s.Name == o.Server {
+					t.Fatalf("add server %s, which exists", o.Server)
+				}
+			}
+			out = append(out, runtime.ServerState{Backend: o.Backend, Name: o.Server, Addr: o.Addr.Addr(), Port: int(o.Addr.Port()),
+				Weight: o.Weight, Admin: runtime.AdminForcedMaint})
+			continue
+		case OpDel:
+			out = slices.DeleteFunc(out, func(s runtime.ServerState) bool {
+				if s.Name == o.Server && s.State() != maint {
+					t.Fatalf("del server %s in state %s", s.Name, s.State())
+				}
+				return s.Name == o.Server
+			})
+			continue
 		}
 		for i := range out {
 			if out[i].Name != o.Server {

@@ -24,7 +24,10 @@ import (
 
 // Parsed is client-native's reading of a config, used to check hapctl's
 // edits and to learn about backends.
-type Parsed struct{ p parser.Parser }
+type Parsed struct {
+	p    parser.Parser
+	data []byte
+}
 
 // Parse reads a config with client-native's parser.
 func Parse(data []byte) (*Parsed, error) {
@@ -32,7 +35,7 @@ func Parse(data []byte) (*Parsed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing haproxy config: %w", err)
 	}
-	return &Parsed{p: p}, nil
+	return &Parsed{p: p, data: data}, nil
 }
 
 // Servers returns the server lines of a backend or listen section; false

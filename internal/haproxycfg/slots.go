@@ -264,3 +264,83 @@ func RefreshSlots(data []byte, backend string, states map[int]SlotState, options
 	}
 	return t.bytes(), nil
 }
+
+// SetSlots makes the backend's slot lines exactly states (each rendered by
+// RenderSlotLine): an existing slot line is rewritten in place, a slot line
+// whose number is not in states is removed, and a state without a line gets
+// one after the backend's last slot line (or at the end of its content; a
+// backend that does not exist is appended). Every other line stays as it
+// is.
+func SetSlots(data []byte, backend string, states []SlotState, options string) ([]byte, error) {
+	if err := runtime.ValidName(backend); err != nil {
+		return nil, fmt.Errorf("backend %q: %w", backend, err)
+	}
+	if err := config.CheckServerOptions(options); err != nil {
+		return nil, fmt.Errorf("backend %s: server_options: %w", backend, err)
+	}
+	byIndex := make(map[int]SlotState, len(states))
+	for _, s := range states {
+		byIndex[s.Index] = s
+	}
+	t := splitText(data)
+	sec, ok := t.proxy(backend)
+	if !ok {
+		if len(t.lines) > 0 && len(t.lines[len(t.lines)-1].fields) > 0 {
+			t.lines = append(t.lines, line{})
+		}
+		t.lines = append(t.lines, line{text: "backend " + backend, fields: []string{"backend", backend}})
+		t.finalNewline = true
+		sec = section{keyword: "backend", name: backend, start: len(t.lines) - 1, end: len(t.lines)}
+	}
+	indent := t.indentOf(sec)
+	out := make([]line, 0, len(t.lines)+len(states))
+	out = append(out, t.lines[:sec.start+1]...)
+	done := make(map[int]bool, len(states))
+	insertAt := -1
+	lastContent := sec.start
+	for i := sec.start + 1; i < sec.end; i++ {
+		l := t.lines[i]
+		n, isSlot := slotLine(l)
+		if !isSlot {
+			out = append(out, l)
+			if len(l.fields) > 0 {
+				lastContent = len(out) - 1
+			}
+			continue
+		}
+		st, keep := byIndex[n]
+		if !keep || done[n] {
+			continue // dropped (or a duplicate line, which HAProxy would refuse)
+		}
+		text, err := RenderSlotLine(lineIndent(l.text), st, options)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", backend, err)
+		}
+		done[n] = true
+		out = append(out, newLine(text))
+		insertAt = len(out)
+		lastContent = len(out) - 1
+	}
+	if insertAt < 0 {
+		insertAt = lastContent + 1
+	}
+	var add []line
+	for _, s := range states {
+		if done[s.Index] {
+			continue
+		}
+		text, err := RenderSlotLine(indent, s, options)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", backend, err)
+		}
+		done[s.Index] = true
+		add = append(add, newLine(text))
+	}
+	if len(add) > 0 && insertAt == len(out) && sec.end == len(t.lines) {
+		t.finalNewline = true
+	}
+	out = slices.Insert(out, insertAt, add...)
+	out = append(out, t.lines[sec.end:]...)
+	t.lines = out
+	return t.bytes(), nil
+}

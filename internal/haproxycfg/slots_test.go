@@ -2,7 +2,9 @@ package haproxycfg
 
 import (
 	"bytes"
+	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -165,5 +167,86 @@ func TestSlotsInFile(t *testing.T) {
 	}
 	if got := SlotsInFile(data, "missing"); got != nil {
 		t.Fatalf("missing: %v", got)
+	}
+}
+
+func parseStates(t *testing.T, s string) []SlotState {
+	t.Helper()
+	var out []SlotState
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		f := strings.Fields(l)
+		n, err1 := strconv.Atoi(f[0])
+		w, err2 := strconv.Atoi(f[2])
+		ep, err3 := netip.ParseAddrPort(f[1])
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatalf("state line %q: %v", l, err)
+		}
+		out = append(out, SlotState{Index: n, Endpoint: ep, Weight: w, Maint: f[3] == "maint"})
+	}
+	return out
+}
+
+// TestSetSlotsGolden renders slot lines from runtime states into the
+// files in testdata/render (go test -run TestSetSlotsGolden -update
+// rewrites their want section).
+func TestSetSlotsGolden(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("testdata/render/*.golden")
+	if len(files) < 4 {
+		t.Fatalf("only %d golden files", len(files))
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			a := readArchive(t, path)
+			input := []byte(a.files["input"])
+			backend := strings.TrimSpace(a.files["backend"])
+			options := strings.TrimSpace(a.files["options"])
+			states := parseStates(t, a.files["states"])
+			got, err := SetSlots(input, backend, states, options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				a.files["want"] = string(got)
+				if err := os.WriteFile(path, a.bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if string(got) != a.files["want"] {
+				t.Fatalf("got:\n%s\nwant:\n%s", got, a.files["want"])
+			}
+			assertOnlyAdded(t, input, got)
+			if err := Verify(got, []SlotSpec{{Backend: backend, Slots: len(states)}}); err != nil {
+				t.Fatalf("client-native does not see the slots: %v", err)
+			}
+			if n := len(SlotsInFile(got, backend)); n != len(states) {
+				t.Fatalf("%d slot lines, want %d", n, len(states))
+			}
+			again, err := SetSlots(got, backend, states, options)
+			if err != nil || !bytes.Equal(again, got) {
+				t.Fatalf("second pass changed the file (%v):\n%s", err, again)
+			}
+		})
+	}
+}
+
+func TestSetSlotsRefusesUnsafeValues(t *testing.T) {
+	t.Parallel()
+	in := []byte("backend be_web\n")
+	ok := SlotState{Index: 1, Endpoint: PlaceholderEndpoint, Weight: 1}
+	for _, c := range []struct {
+		backend, options string
+		state            SlotState
+	}{
+		{"be web", "", ok},
+		{"be_web", "check\n    server evil 1.2.3.4:80", ok},
+		{"be_web", "", SlotState{Index: 1, Endpoint: netip.MustParseAddrPort("0.0.0.0:80"), Weight: 1}},
+		{"be_web", "", SlotState{Index: 1, Endpoint: netip.MustParseAddrPort("10.0.0.1:0"), Weight: 1}},
+		{"be_web", "", SlotState{Index: 1, Endpoint: PlaceholderEndpoint, Weight: 300}},
+	} {
+		if out, err := SetSlots(in, c.backend, []SlotState{c.state}, c.options); err == nil {
+			t.Errorf("%+v accepted:\n%s", c, out)
+		}
 	}
 }

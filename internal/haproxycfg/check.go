@@ -123,7 +123,11 @@ type CheckError struct {
 }
 
 func (e *CheckError) Error() string {
-	return "haproxy -c refused the config: " + strings.Join(e.Alerts, "; ")
+	alerts := e.Alerts
+	if len(alerts) > 3 {
+		alerts = append(alerts[:3:3], fmt.Sprintf("and %d more", len(e.Alerts)-3))
+	}
+	return "haproxy -c refused the config: " + strings.Join(alerts, "; ")
 }
 
 // WriteChecked writes data to path atomically, but only after `haproxy -c`
@@ -131,6 +135,25 @@ func (e *CheckError) Error() string {
 // paths in it resolve the same), renamed over path once checked. The file
 // keeps its mode and owner. On any error path is untouched.
 func WriteChecked(ctx context.Context, binary, path string, data []byte) error {
+	return replaceFile(path, data, func(candidate string) error {
+		err := Check(ctx, binary, candidate)
+		var ce *CheckError
+		if errors.As(err, &ce) {
+			// Name the file the user knows, not the temporary candidate.
+			ce.Path = path
+			for i, a := range ce.Alerts {
+				ce.Alerts[i] = strings.ReplaceAll(a, candidate, path+" (new version)")
+			}
+		}
+		return err
+	})
+}
+
+// writeFile writes data to path atomically, keeping its mode and owner,
+// without a check: for restoring a file as it was.
+func writeFile(path string, data []byte) error { return replaceFile(path, data, nil) }
+
+func replaceFile(path string, data []byte, check func(candidate string) error) error {
 	// Replace the file a symlink points at, not the link itself.
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
@@ -158,8 +181,10 @@ func WriteChecked(ctx context.Context, binary, path string, data []byte) error {
 			return fmt.Errorf("writing %s: keeping its owner: %w", path, err)
 		}
 	}
-	if err := Check(ctx, binary, pf.Name()); err != nil {
-		return err
+	if check != nil {
+		if err := check(pf.Name()); err != nil {
+			return err
+		}
 	}
 	if err := pf.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("replacing %s: %w", path, err)

@@ -3,10 +3,7 @@ package haproxycfg
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/google/renameio"
 	parser "github.com/haproxytech/client-native/v5/config-parser"
 	"github.com/haproxytech/client-native/v5/config-parser/types"
 
@@ -26,13 +23,7 @@ func DumpState(ctx context.Context, rt Runtime, path string) error {
 	if res[0].Err != nil {
 		return res[0].Err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("server state file: %w", err)
-	}
-	if err := renameio.WriteFile(path, []byte(res[0].Answer+"\n"), 0o644); err != nil {
-		return fmt.Errorf("writing server state file: %w", err)
-	}
-	return nil
+	return writeStateFile(path, res[0].Answer)
 }
 
 // StateWarnings reports why runtime state would not survive a reload: the

@@ -1,0 +1,541 @@
+package haproxycfg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/google/renameio"
+	"github.com/rs/zerolog"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
+)
+
+// Reloader timing.
+const (
+	// DefaultSettle is how long requests must stop changing before the
+	// Reloader acts, so that a burst of new instances costs one reload.
+	DefaultSettle = 100 * time.Millisecond
+	// reloadRetryMax caps the backoff after a failed attempt.
+	reloadRetryMax = 5 * time.Minute
+)
+
+// Stages of an attempt, for failure metrics and messages.
+const (
+	StageRender = "render" // reading the file or HAProxy's state, editing
+	StageCheck  = "check"  // haproxy -c refused the new file
+	StageWrite  = "write"  // writing the config or state file
+	StageReload = "reload" // the master's reload, or the new worker
+	StageVerify = "verify" // the new worker's state differs from the old one's
+)
+
+// Reasons for reloads (hapctl_reloads_total{reason}).
+const (
+	ReasonGrow   = "grow"
+	ReasonShrink = "shrink"
+)
+
+// Reloader changes slot counts through the config file, one attempt at a
+// time, in its own goroutine so that the runtime path never waits on it:
+//
+//   - Want asks for a backend to have a number of slots by reload (reload
+//     mode): the file's slot lines are rendered from HAProxy's runtime state,
+//     checked with `haproxy -c`, written atomically, the runtime state is
+//     dumped to the server-state file, and HAProxy reloads through the master
+//     CLI. A failed reload restores the previous file.
+//   - Persist asks for the slot lines to be written from the runtime state
+//     without a reload (dynamic mode: slots added with `add server` must be in
+//     the file before any later reload or restart).
+//
+// Requests are levels, not events: repeating one costs nothing. They are
+// gathered until they stop changing for Settle (at most MinInterval), and
+// reloads are at least MinInterval apart. After a failure the Reloader
+// backs off exponentially: never a reload loop.
+type Reloader struct {
+	ConfigFile string
+	Binary     string
+	StateFile  string     // "" for none
+	Backends   []SlotSpec // the managed backends and their server_options (Slots unused)
+	Runtime    Runtime    // stats socket
+	Master     *runtime.Master
+	// MinInterval is haproxy.reload_min_interval.
+	MinInterval time.Duration
+	Settle      time.Duration // 0: DefaultSettle
+	Log         zerolog.Logger
+	// OnReload is called after each reload with its reason, OnFailure with
+	// the stage of each failure, OnDone after every attempt (the sync loop
+	// then looks at every backend again). Each may be nil.
+	OnReload  func(reason string)
+	OnFailure func(stage string)
+	OnDone    func()
+
+	mu         gosync.Mutex
+	want       map[string]int
+	persist    bool
+	first      time.Time // when the oldest pending request came
+	changed    time.Time // when a request last changed
+	lastReload time.Time
+	retryAt    time.Time
+	failures   int
+	err        error
+	wake       chan struct{}
+}
+
+// ReloaderStatus is what the Reloader last did.
+type ReloaderStatus struct {
+	Err        error // the last attempt's failure; nil once one succeeds
+	RetryAt    time.Time
+	Failures   int
+	Pending    map[string]int // slot counts asked for and not done yet
+	LastReload time.Time
+}
+
+// Status returns the Reloader's state.
+func (r *Reloader) Status() ReloaderStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ReloaderStatus{Err: r.err, RetryAt: r.retryAt, Failures: r.failures, Pending: maps.Clone(r.want), LastReload: r.lastReload}
+}
+
+// Want asks for backend to have slots slots, through a reload; slots <= 0
+// withdraws the request.
+func (r *Reloader) Want(backend string, slots int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.want[backend]
+	switch {
+	case slots <= 0 && !ok, slots > 0 && ok && cur == slots:
+		return
+	case slots <= 0:
+		delete(r.want, backend)
+	default:
+		if r.want == nil {
+			r.want = map[string]int{}
+		}
+		r.want[backend] = slots
+	}
+	r.touch()
+}
+
+// Persist asks for the slot lines to be written from the runtime state,
+// without a reload.
+func (r *Reloader) Persist() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.persist {
+		return
+	}
+	r.persist = true
+	r.touch()
+}
+
+// touch records a changed request; r.mu is held.
+func (r *Reloader) touch() {
+	now := time.Now()
+	if r.first.IsZero() {
+		r.first = now
+	}
+	r.changed = now
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// due returns when the pending requests may be acted on; false when there
+// are none.
+func (r *Reloader) due() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.want) == 0 && !r.persist {
+		return time.Time{}, false
+	}
+	settle := r.Settle
+	if settle <= 0 {
+		settle = DefaultSettle
+	}
+	t := r.changed.Add(settle)
+	if limit := r.first.Add(max(settle, r.MinInterval)); t.After(limit) {
+		t = limit
+	}
+	if len(r.want) > 0 && !r.lastReload.IsZero() {
+		if next := r.lastReload.Add(r.MinInterval); next.After(t) {
+			t = next
+		}
+	}
+	if r.retryAt.After(t) {
+		t = r.retryAt
+	}
+	return t, true
+}
+
+// Run acts on requests until ctx ends.
+func (r *Reloader) Run(ctx context.Context) {
+	r.mu.Lock()
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	wake := r.wake
+	r.mu.Unlock()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		at, ok := r.due()
+		if ok && !at.After(time.Now()) {
+			r.attemptPending(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if ok {
+			timer.Reset(time.Until(at))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// attemptPending makes one attempt at the pending requests and records its
+// outcome.
+func (r *Reloader) attemptPending(ctx context.Context) {
+	r.mu.Lock()
+	want := maps.Clone(r.want)
+	r.persist = false
+	r.mu.Unlock()
+
+	out, err := r.Attempt(ctx, want)
+	r.mu.Lock()
+	if out.Reloaded {
+		r.lastReload = time.Now()
+	}
+	if err != nil {
+		r.failures++
+		r.err = err
+		d := min(max(r.MinInterval, 500*time.Millisecond)<<min(r.failures-1, 20), reloadRetryMax)
+		r.retryAt = time.Now().Add(d/2 + rand.N(d/2+1))
+		r.persist = true // write again on the next try
+		failures, retry := r.failures, time.Until(r.retryAt)
+		r.mu.Unlock()
+		r.Log.Error().Err(err).Int("failures", failures).Dur("retry_in", retry).
+			Msg("changing the slots through the config file failed; HAProxy keeps serving through the runtime path")
+	} else {
+		if r.failures > 0 {
+			r.Log.Info().Int("failures", r.failures).Msg("config file and slots are in line again")
+		}
+		r.failures, r.err, r.retryAt = 0, nil, time.Time{}
+		for b, n := range want {
+			if r.want[b] == n {
+				delete(r.want, b)
+			}
+		}
+		r.mu.Unlock()
+	}
+	r.mu.Lock()
+	if len(r.want) == 0 && !r.persist {
+		r.first = time.Time{}
+	} else {
+		r.first = time.Now()
+	}
+	r.mu.Unlock()
+	if r.OnDone != nil {
+		r.OnDone()
+	}
+}
+
+// Outcome is what one attempt did.
+type Outcome struct {
+	Written  bool   // the config file changed
+	Reloaded bool   // HAProxy reloaded
+	Reason   string // ReasonGrow or ReasonShrink when it reloaded
+	// Mismatches are the slots whose state after the reload differs from
+	// the state before it (verification); empty when all came through.
+	Mismatches []string
+}
+
+// StageError is a failed attempt at one stage.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }
+
+func (r *Reloader) fail(stage string, err error) error {
+	if r.OnFailure != nil {
+		r.OnFailure(stage)
+	}
+	return &StageError{Stage: stage, Err: err}
+}
+
+// Attempt renders every managed backend's slot lines from one reading of
+// HAProxy's runtime state (want gives new slot counts), writes the file when
+// it changed and reloads when a backend's slots in the file differ from
+// those HAProxy runs. It is what Run does for each batch of requests.
+func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, error) {
+	var out Outcome
+	cur, err := os.ReadFile(r.ConfigFile)
+	if err != nil {
+		return out, r.fail(StageRender, fmt.Errorf("reading haproxy config: %w", err))
+	}
+	res, err := r.Runtime.Exec(ctx, runtime.ShowAllServersState())
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return out, r.fail(StageRender, fmt.Errorf("reading haproxy's servers state: %w", err))
+	}
+	snapshot := res[0].Answer
+	servers, err := runtime.ParseServersState(snapshot)
+	if err != nil {
+		return out, r.fail(StageRender, err)
+	}
+	running := map[string]map[int]runtime.ServerState{}
+	for _, s := range servers {
+		if n, ok := slot.Index(s.Name); ok {
+			if running[s.Backend] == nil {
+				running[s.Backend] = map[int]runtime.ServerState{}
+			}
+			running[s.Backend][n] = s
+		}
+	}
+
+	data := cur
+	grew, reload := false, false
+	for _, spec := range r.Backends {
+		run := running[spec.Backend]
+		target, asked := want[spec.Backend]
+		indices := renderIndices(run, SlotsInFile(data, spec.Backend), target, asked)
+		states := make([]SlotState, 0, len(indices))
+		for _, n := range indices {
+			states = append(states, slotState(n, run))
+		}
+		if data, err = SetSlots(data, spec.Backend, states, spec.Options); err != nil {
+			return out, r.fail(StageRender, err)
+		}
+		if asked && !sameIndices(indices, run) {
+			reload = true
+			grew = grew || len(indices) > len(run)
+		}
+	}
+	if err := verifyRendered(data, r.Backends); err != nil {
+		return out, r.fail(StageRender, err)
+	}
+	changed := !bytes.Equal(data, cur)
+	if changed {
+		if err := WriteChecked(ctx, r.Binary, r.ConfigFile, data); err != nil {
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				return out, r.fail(StageCheck, err)
+			}
+			return out, r.fail(StageWrite, err)
+		}
+		out.Written = true
+	}
+	if !reload {
+		return out, nil
+	}
+	if !changed {
+		if err := CheckData(ctx, r.Binary, r.ConfigFile, data); err != nil {
+			return out, r.fail(StageCheck, err)
+		}
+	}
+	if r.StateFile != "" {
+		if err := writeStateFile(r.StateFile, snapshot); err != nil {
+			return out, r.fail(StageWrite, err)
+		}
+	}
+	out.Reason = ReasonShrink
+	if grew {
+		out.Reason = ReasonGrow
+	}
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
+	defer cancel()
+	procs, err := r.Master.Reload(rctx)
+	if err != nil {
+		if changed {
+			if rerr := writeFile(r.ConfigFile, cur); rerr != nil {
+				err = fmt.Errorf("%w; restoring the previous config also failed: %v", err, rerr)
+			} else {
+				err = fmt.Errorf("%w; the previous config file is restored", err)
+			}
+		}
+		return out, r.fail(StageReload, fmt.Errorf("reloading haproxy through the master socket %s: %w", r.Master.Socket, err))
+	}
+	out.Reloaded = true
+	if r.OnReload != nil {
+		r.OnReload(out.Reason)
+	}
+	w, _ := procs.Current()
+	if err := waitWorker(rctx, r.Runtime, w.PID); err != nil {
+		return out, r.fail(StageReload, err)
+	}
+	if err := writeFile(r.ConfigFile+".last-good", data); err != nil {
+		r.Log.Warn().Err(err).Msg("keeping a last-known-good copy of the haproxy config")
+	}
+	took := time.Since(start)
+	out.Mismatches, err = r.verify(ctx, running)
+	if err != nil {
+		return out, r.fail(StageVerify, err)
+	}
+	ev := r.Log.Info()
+	if len(out.Mismatches) > 0 {
+		if r.OnFailure != nil {
+			r.OnFailure(StageVerify)
+		}
+		ev = r.Log.Warn().Strs("mismatches", out.Mismatches[:min(len(out.Mismatches), 10)]).Int("mismatched", len(out.Mismatches))
+	}
+	ev.Int("pid", w.PID).Str("reason", out.Reason).Dur("took_ms", took).Msg("haproxy reloaded with new slot lines")
+	return out, nil
+}
+
+// renderIndices returns the slot numbers a backend's file must have: those
+// HAProxy runs and those the file has; with a target, new numbers (lowest
+// free first) up to it, or the trailing ones dropped down to it, as long as
+// they are free (in maint, or not running at all).
+func renderIndices(run map[int]runtime.ServerState, inFile []int, target int, asked bool) []int {
+	set := map[int]bool{}
+	for n := range run {
+		set[n] = true
+	}
+	for _, n := range inFile {
+		set[n] = true
+	}
+	if asked && target > len(set) {
+		for _, n := range slot.Missing(set, target-len(set)) {
+			set[n] = true
+		}
+	}
+	out := slices.Sorted(maps.Keys(set))
+	for asked && len(out) > target {
+		n := out[len(out)-1]
+		if s, ok := run[n]; ok && s.State() != runtime.StateMaint {
+			break // in service: a bound slot never moves
+		}
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+// slotState is how slot n is rendered: as HAProxy runs it, or free.
+func slotState(n int, run map[int]runtime.ServerState) SlotState {
+	s, ok := run[n]
+	if !ok || runtime.ValidAddr(s.Addr) != nil || runtime.ValidPort(s.Port) != nil || runtime.ValidWeight(s.Weight) != nil {
+		return SlotState{Index: n, Endpoint: PlaceholderEndpoint, Weight: 1, Maint: true}
+	}
+	return SlotState{Index: n, Endpoint: netip.AddrPortFrom(s.Addr, uint16(s.Port)), Weight: s.Weight,
+		Maint: s.State() == runtime.StateMaint}
+}
+
+func sameIndices(indices []int, run map[int]runtime.ServerState) bool {
+	if len(indices) != len(run) {
+		return false
+	}
+	for _, n := range indices {
+		if _, ok := run[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// verifyRendered checks, through client-native's parser, that the file
+// parses and declares no slot twice.
+func verifyRendered(data []byte, specs []SlotSpec) error {
+	p, err := Parse(data)
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		servers, ok := p.Servers(spec.Backend)
+		if !ok {
+			return fmt.Errorf("backend %s: not found after editing", spec.Backend)
+		}
+		seen := map[string]bool{}
+		for _, s := range servers {
+			if seen[s.Name] {
+				return fmt.Errorf("backend %s: server %s is declared twice", spec.Backend, s.Name)
+			}
+			seen[s.Name] = true
+		}
+	}
+	return nil
+}
+
+// verify compares the slots the new worker runs with those the old one ran
+// (the snapshot the file and the state file were written from): address,
+// port, weight and admin state must have come through the reload.
+func (r *Reloader) verify(ctx context.Context, before map[string]map[int]runtime.ServerState) ([]string, error) {
+	cmds := make([]runtime.Command, 0, len(r.Backends))
+	for _, spec := range r.Backends {
+		c, err := runtime.ShowServersState(spec.Backend)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, c)
+	}
+	res, err := r.Runtime.Exec(ctx, cmds...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the new worker's servers state: %w", err)
+	}
+	var out []string
+	for i, spec := range r.Backends {
+		if res[i].Err != nil {
+			if errors.Is(res[i].Err, runtime.ErrNoSuchBackend) && len(before[spec.Backend]) == 0 {
+				continue
+			}
+			return nil, res[i].Err
+		}
+		after, err := runtime.ParseServersState(res[i].Answer)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range after {
+			n, ok := slot.Index(s.Name)
+			if !ok {
+				continue
+			}
+			old, ok := before[spec.Backend][n]
+			if !ok {
+				continue // a new slot
+			}
+			if old.Addr != s.Addr || old.Port != s.Port || old.Weight != s.Weight || old.State() != s.State() {
+				out = append(out, fmt.Sprintf("%s/%s: %s weight %d %s before, %s weight %d %s after",
+					spec.Backend, s.Name, old.Endpoint(), old.Weight, old.State(), s.Endpoint(), s.Weight, s.State()))
+			}
+		}
+	}
+	return out, nil
+}
+
+// writeStateFile writes a `show servers state` answer where HAProxy's
+// load-server-state-from-file reads it.
+func writeStateFile(path, snapshot string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("server state file: %w", err)
+	}
+	if err := renameio.WriteFile(path, []byte(strings.TrimRight(snapshot, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("writing server state file: %w", err)
+	}
+	return nil
+}

@@ -292,7 +292,9 @@ func TestPlanGrowth(t *testing.T) {
 	add := func(server, addrPort string, w int, opts string) Op {
 		return Op{Backend: "be_web", Server: server, Kind: OpAdd, Addr: ep(addrPort), Weight: w, Options: opts}
 	}
-	after := func(server string, k OpKind) Op { return Op{Backend: "be_web", Server: server, Kind: k, AfterAddr: true} }
+	after := func(server string, k OpKind) Op {
+		return Op{Backend: "be_web", Server: server, Kind: k, AfterAddr: true}
+	}
 	tests := []struct {
 		name      string
 		options   string

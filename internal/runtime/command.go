@@ -21,6 +21,10 @@ func (c Command) String() string { return c.text }
 // IsZero reports whether c was never built.
 func (c Command) IsZero() bool { return c.text == "" }
 
+// Check turns an answer to c into nil or a *CommandError, as Exec does; for
+// fakes of the stats socket in tests.
+func (c Command) Check(answer string) error { return c.check(answer) }
+
 // check turns an answer into nil or a *CommandError.
 func (c Command) check(answer string) error {
 	if c.expect == nil || c.expect(answer) {

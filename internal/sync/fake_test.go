@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -20,6 +21,8 @@ type fakeHAProxy struct {
 	pid      int
 	backends map[string][]runtime.ServerState
 	refuse   func(cmd string) string // non-empty: the answer refusing cmd
+	static   map[string]bool         // backends that refuse dynamic servers
+	busy     map[string]bool         // "backend/server" with connections: del server refuses
 	down     error                   // the socket fails
 	cutAfter int                     // >0: connection drops after this many answers
 	sent     []string                // every command received
@@ -52,12 +55,8 @@ func (f *fakeHAProxy) Exec(_ context.Context, cmds ...runtime.Command) ([]runtim
 		}
 		f.sent = append(f.sent, c.String())
 		f.batchOf = append(f.batchOf, f.batches)
-		answer := f.answer(c.String())
-		r := runtime.Result{Command: c, Answer: answer}
-		if strings.HasPrefix(answer, "ERR ") {
-			r.Err = &runtime.CommandError{Command: c.String(), Answer: answer}
-		}
-		out = append(out, r)
+		answer := strings.TrimPrefix(f.answer(c.String()), "ERR ")
+		out = append(out, runtime.Result{Command: c, Answer: answer, Err: c.Check(answer)})
 	}
 	return out, nil
 }
@@ -83,6 +82,38 @@ func (f *fakeHAProxy) answer(cmd string) string {
 			fmt.Fprintf(&b, "3 %s %d %s %s 2 %d %d 1 %d\n", w[3], i+1, s.Name, s.Addr, s.Admin, s.Weight, s.Port)
 		}
 		return b.String()
+	case len(w) >= 5 && w[0] == "add" && w[1] == "server":
+		be, name, _ := strings.Cut(w[2], "/")
+		switch {
+		case f.static[be]:
+			return "ERR Backend must use a dynamic load balancing to support dynamic servers."
+		case f.server(be, name) != nil:
+			return "ERR Already exists a server with the same name in backend."
+		}
+		ep := netip.MustParseAddrPort(w[3])
+		weight, _ := strconv.Atoi(w[5])
+		f.backends[be] = append(f.backends[be], runtime.ServerState{Backend: be, Name: name, Addr: ep.Addr(), Port: int(ep.Port()),
+			Weight: weight, Admin: runtime.AdminForcedMaint})
+		return "New server registered."
+	case len(w) == 3 && w[0] == "del" && w[1] == "server":
+		be, name, _ := strings.Cut(w[2], "/")
+		s := f.server(be, name)
+		switch {
+		case s == nil:
+			return "ERR No such server."
+		case s.State() != runtime.StateMaint:
+			return "ERR Only servers in maintenance mode can be deleted."
+		case f.busy[w[2]]:
+			return "ERR Server still has connections attached to it, cannot remove it."
+		}
+		f.backends[be] = slices.DeleteFunc(f.backends[be], func(s runtime.ServerState) bool { return s.Name == name })
+		return "Server deleted."
+	case len(w) == 3 && w[0] == "enable" && (w[1] == "health" || w[1] == "agent"):
+		be, name, _ := strings.Cut(w[2], "/")
+		if f.server(be, name) == nil {
+			return "ERR No such server."
+		}
+		return ""
 	case len(w) >= 5 && w[0] == "set" && w[1] == "server":
 		be, name, _ := strings.Cut(w[2], "/")
 		s := f.server(be, name)
@@ -94,8 +125,10 @@ func (f *fakeHAProxy) answer(cmd string) string {
 			if s.State() != runtime.StateMaint {
 				f.violations = append(f.violations, cmd+" (slot is "+s.State().String()+")")
 			}
+			from := s.Endpoint()
 			s.Addr = netip.MustParseAddr(w[4])
 			s.Port, _ = strconv.Atoi(w[6])
+			return fmt.Sprintf("IP changed from '%s' to '%s' by 'stats socket command'", from, s.Endpoint())
 		case "weight":
 			s.Weight, _ = strconv.Atoi(w[4])
 		case "state":

@@ -15,6 +15,7 @@ import (
 	"github.com/hapctl/hapctl/internal/consul"
 	"github.com/hapctl/hapctl/internal/metrics"
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 // Timing of the loop.
@@ -39,6 +40,15 @@ type Source interface {
 
 var _ Source = (*consul.Store)(nil)
 
+// Resizer changes slot counts through the config file (a
+// *haproxycfg.Reloader): Want asks for a reload-mode backend to have a
+// number of slots (0 withdraws the request), Persist for the slots added or
+// deleted at runtime to be written into the file. Both return at once.
+type Resizer interface {
+	Want(backend string, slots int)
+	Persist()
+}
+
 // Loop keeps HAProxy in line with Consul: it waits for a change, reads the
 // changed backends' state from HAProxy, plans and applies. Signals carry no
 // data, so a missed or repeated one is harmless.
@@ -53,7 +63,16 @@ type Loop struct {
 	// RetryBase and RetryMax bound the backoff of a backend whose sync
 	// failed; 0: 50 ms and 2 s. Other backends do not wait for it.
 	RetryBase, RetryMax time.Duration
+	// Resizer grows and shrinks reload-mode backends and persists dynamic
+	// slots; nil: slot counts never change.
+	Resizer Resizer
+	// NoDynamic holds the backends with growth: dynamic that cannot take
+	// dynamic servers, with why; they grow by reload.
+	NoDynamic map[string]string
 
+	kick     chan struct{}
+	low      map[string]time.Time // per backend: since when it uses <= 1/4 of its slots
+	fallback map[string]error     // backends whose `add server` HAProxy refused
 	pid      int                  // worker pid seen by the last read
 	reported map[string]report    // what was last logged per backend
 	measured map[string]time.Time // per backend, the Consul answer whose propagation was observed
@@ -86,6 +105,11 @@ type BackendStatus struct {
 	Desired Desired
 	Actual  []runtime.ServerState // before the last apply
 	At      time.Time
+	// Growth is how the backend gets more slots: config.GrowthDynamic or
+	// config.GrowthReload; GrowthWhy says why a dynamic backend grows by
+	// reload.
+	Growth    string
+	GrowthWhy string
 }
 
 // Status returns a copy of the loop's status.
@@ -107,6 +131,23 @@ func (l *Loop) names() []string {
 		out[i] = b.Name
 	}
 	return out
+}
+
+// Kick makes the loop look at every backend at once (after a reload).
+func (l *Loop) Kick() {
+	select {
+	case l.kicks() <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Loop) kicks() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kick == nil {
+		l.kick = make(chan struct{}, 1)
+	}
+	return l.kick
 }
 
 // retryState is the backoff of one backend whose last sync failed.
@@ -134,10 +175,21 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 	addAll()
 	retry := map[string]*retryState{}
+	scheduled := map[string]time.Time{} // backends to look at again at a time (shrink_after)
+	kick := l.kicks()
 	for {
 		now := time.Now()
 		var due []string
 		next := time.Time{}
+		for n, at := range scheduled {
+			switch {
+			case !at.After(now):
+				pending[n] = true
+				delete(scheduled, n)
+			case next.IsZero() || at.Before(next):
+				next = at
+			}
+		}
 		for n := range pending {
 			r := retry[n]
 			switch {
@@ -180,6 +232,9 @@ func (l *Loop) Run(ctx context.Context) {
 			for _, n := range out.again {
 				pending[n] = true
 			}
+			for n, at := range out.later {
+				scheduled[n] = at
+			}
 			continue
 		}
 		if !next.IsZero() {
@@ -194,6 +249,8 @@ func (l *Loop) Run(ctx context.Context) {
 			}
 		case <-timer.C:
 		case <-resync.C:
+			addAll()
+		case <-kick:
 			addAll()
 		case <-probe.C:
 			if l.workerChanged(ctx) {
@@ -240,7 +297,8 @@ func (l *Loop) workerChanged(ctx context.Context) bool {
 type syncOutcome struct {
 	synced []string // the backends looked at: those asked for, or all after a worker change
 	errs   map[string]error
-	again  []string // backends to sync again at once (slots freed for unplaced instances)
+	again  []string             // backends to sync again at once (slots freed for unplaced instances)
+	later  map[string]time.Time // backends to sync again at a time (a shrink coming due)
 }
 
 // Sync reconciles the named backends once and returns their errors, joined.
@@ -258,7 +316,7 @@ func (l *Loop) Sync(ctx context.Context, names []string) error {
 func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 	start := time.Now()
 	defer func() { l.Metrics.SyncDuration.Observe(time.Since(start).Seconds()) }()
-	out := syncOutcome{synced: names, errs: map[string]error{}}
+	out := syncOutcome{synced: names, errs: map[string]error{}, later: map[string]time.Time{}}
 	actual, err := ReadActual(ctx, l.Runtime, names)
 	l.mu.Lock()
 	l.status.LastAttempt = start
@@ -299,10 +357,25 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		if !ok {
 			continue // Consul has not answered yet: leave HAProxy as it is
 		}
-		d := Desire(Input{Backend: be, Snapshot: snap, Actual: actual.Servers[name]})
-		p := MakePlan(d, actual.Servers[name])
+		servers := actual.Servers[name]
+		in := Input{Backend: be, Snapshot: snap, Actual: servers}
+		d := Desire(in)
+		var del []Op
+		if !d.Guarded {
+			if in.Grow, del = l.resize(name, be, d, servers, start, &out); in.Grow > 0 {
+				d = Desire(in)
+			}
+		}
+		p := MakePlan(d, servers)
+		p.Ops = append(p.Ops, del...)
 		l.reportPlan(name, d, p)
-		states[name] = BackendStatus{Desired: d, Actual: actual.Servers[name], At: start}
+		st := BackendStatus{Desired: d, Actual: servers, At: start, Growth: config.GrowthReload}
+		if l.dynamic(name, be) {
+			st.Growth = config.GrowthDynamic
+		} else if be.Growth == config.GrowthDynamic {
+			st.GrowthWhy = l.whyNotDynamic(name)
+		}
+		states[name] = st
 		if snap.At.After(l.measured[name]) {
 			l.measured[name] = snap.At
 			if len(p.Ops) > 0 {
@@ -341,6 +414,13 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			for _, o := range ops {
 				l.Log.Debug().Str("backend", o.Backend).Str("server", o.Server).Str("op", o.String()).Msg("runtime command")
 			}
+		}
+		for name, err := range applied.NotDynamic {
+			l.fallBack(name, err)
+			out.again = append(out.again, name)
+		}
+		if l.Resizer != nil && slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpAdd || o.Kind == OpDel }) {
+			l.Resizer.Persist() // dynamic slots must be in the file before any reload
 		}
 	}
 	l.mu.Lock()
@@ -452,6 +532,106 @@ func (l *Loop) reportErr(name string, err error) {
 	}
 	prev.err = msg
 	l.reported[name] = prev
+}
+
+// resize applies the growth policy to one backend: the number of slots to
+// add now (dynamic growth) and the ops that delete trailing free slots
+// (dynamic shrink). A reload-mode backend's new slot count goes to the
+// Resizer instead.
+func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runtime.ServerState, now time.Time, out *syncOutcome) (int, []Op) {
+	slots := Slots(servers)
+	sz := slot.Sizing{Slots: len(slots), Need: d.Bound() + len(d.Unplaced), Used: d.Bound(), Min: be.MinSlots, Max: be.MaxSlots}
+	for i, s := range slots {
+		if !d.Slots[i].Free() || s.State() != runtime.StateMaint {
+			if n, _ := slot.Index(s.Name); n > sz.Highest {
+				sz.Highest = n
+			}
+		}
+	}
+	target := slot.Grow(sz)
+	if target == sz.Slots {
+		target = l.shrinkTarget(name, be, sz, now, out)
+	} else {
+		delete(l.low, name)
+	}
+	if !l.dynamic(name, be) {
+		if l.Resizer != nil {
+			if target == sz.Slots {
+				target = 0 // nothing to change: withdraw any request
+			}
+			l.Resizer.Want(name, target)
+		}
+		return 0, nil
+	}
+	switch {
+	case target > sz.Slots:
+		return target - sz.Slots, nil
+	case target < sz.Slots:
+		var names []string
+		for i := len(slots) - 1; i >= 0 && len(slots)-len(names) > target; i-- {
+			if !d.Slots[i].Free() || slots[i].State() != runtime.StateMaint {
+				break // only trailing free slots go: a bound slot never moves
+			}
+			names = append(names, slots[i].Name)
+		}
+		if len(names) > 0 {
+			l.Log.Info().Str("backend", name).Int("used", sz.Used).Int("slots", sz.Slots).Int("to", sz.Slots-len(names)).
+				Dur("shrink_after", be.ShrinkAfter).Msg("shrinking: deleting trailing free slots")
+		}
+		return 0, DelOps(name, names)
+	}
+	return 0, nil
+}
+
+// shrinkTarget returns the slot count a backend shrinks to once it has used
+// at most a quarter of its slots for shrink_after, or its slot count; until
+// then it schedules a look at the backend when the time is up.
+func (l *Loop) shrinkTarget(name string, be config.Backend, sz slot.Sizing, now time.Time, out *syncOutcome) int {
+	if !slot.Low(sz) {
+		delete(l.low, name)
+		return sz.Slots
+	}
+	if l.low == nil {
+		l.low = map[string]time.Time{}
+	}
+	since, ok := l.low[name]
+	if !ok {
+		since = now
+		l.low[name] = now
+	}
+	if due := since.Add(be.ShrinkAfter); now.Before(due) {
+		out.later[name] = due
+		return sz.Slots
+	}
+	return slot.Shrink(sz)
+}
+
+// dynamic reports whether a backend grows with `add server`.
+func (l *Loop) dynamic(name string, be config.Backend) bool {
+	return be.Growth == config.GrowthDynamic && l.NoDynamic[name] == "" && l.fallback[name] == nil
+}
+
+func (l *Loop) whyNotDynamic(name string) string {
+	if why := l.NoDynamic[name]; why != "" {
+		return why
+	}
+	if err := l.fallback[name]; err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// fallBack makes a backend grow by reload from now on, because HAProxy
+// refused to add a server to it.
+func (l *Loop) fallBack(name string, err error) {
+	if l.fallback == nil {
+		l.fallback = map[string]error{}
+	}
+	if _, ok := l.fallback[name]; ok {
+		return
+	}
+	l.fallback[name] = err
+	l.Log.Warn().Err(err).Str("backend", name).Msg("haproxy refuses dynamic servers in this backend: it grows by reload from now on")
 }
 
 // backend returns the config of a managed backend, from a map built once.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os/exec"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hapctl/hapctl/internal/haproxycfg"
 	"github.com/hapctl/hapctl/internal/runtime"
 	"github.com/hapctl/hapctl/internal/testbed"
 )
@@ -81,10 +83,11 @@ func TestPlanChangesNothing(t *testing.T) {
 	out, code := hapctl(t, "plan", "--config", b.cfgPath)
 	for _, want := range []string{
 		"be_web: adds srv1, srv2, srv3, srv4",
-		"reload: yes (new slot lines)",
-		"set server be_web/srv1 addr " + be.host + " port ",
-		"set server be_web/srv1 weight 3",
+		"reload: no\n",
+		"grows from 0 to 4 slots with add server (no reload)",
+		"add server be_web/srv1 " + be.endpoint() + " weight 3",
 		"set server be_web/srv1 state ready",
+		"add server be_web/srv4 127.0.0.1:1 weight 1",
 	} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("plan output lacks %q (exit %d):\n%s", want, code, out)
@@ -148,10 +151,17 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestMinSlotsGrowthUnderLoad: raising min_slots on a live system reloads
-// HAProxy once; the bound slots keep serving through it, no request fails.
+// TestMinSlotsGrowthUnderLoad: raising min_slots on a live system adds
+// the slots with `add server` (dynamic) or reloads HAProxy once (reload);
+// the bound slots keep serving through it, no request fails.
 func TestMinSlotsGrowthUnderLoad(t *testing.T) {
-	b := newBed(t, bedOptions{minSlots: 2, serverOptions: "check inter 1s"})
+	for _, mode := range []string{"dynamic", "reload"} {
+		t.Run(mode, func(t *testing.T) { testMinSlotsGrowth(t, mode) })
+	}
+}
+
+func testMinSlotsGrowth(t *testing.T, mode string) {
+	b := newBed(t, bedOptions{minSlots: 2, serverOptions: "check inter 1s", growth: mode})
 	web1, web2 := startBackend(t, "web-1"), startBackend(t, "web-2")
 	b.register("web-1", web1, 5)
 	b.register("web-2", web2, 0)
@@ -166,21 +176,36 @@ func TestMinSlotsGrowthUnderLoad(t *testing.T) {
 	b.stopHapctl()
 	testbed.WriteFile(t, b.cfgPath, strings.Replace(fileContent(t, b.cfgPath), "min_slots: 2", "min_slots: 6", 1))
 	b.startHapctl()
+	testbed.Eventually(t, 10*time.Second, "6 slots", func() error {
+		if n := len(b.slots()); n != 6 {
+			return fmt.Errorf("%d slots", n)
+		}
+		return nil
+	})
 	ld.waitMore(t, 200)
 	ld.finish()
 
-	if got := b.haproxy.Procs().Master.Reloads; got != reloads+1 {
-		t.Fatalf("%d reloads for one min_slots change", got-reloads)
+	want := 0
+	if mode == "reload" {
+		want = 1
+	}
+	if got := b.haproxy.Procs().Master.Reloads; got != reloads+want {
+		t.Fatalf("%d reloads for one min_slots change, want %d", got-reloads, want)
 	}
 	after := b.slots()
 	if len(after) != 6 || !slices.Equal(after[:2], before) {
 		t.Fatalf("slots after growth:\n %v\nbefore:\n %v", after, before)
 	}
-	if n := b.metric(`hapctl_runtime_commands_total{result="ok"}`); n != 0 {
-		t.Fatalf("after the reload hapctl had to resend %v commands: state was lost", n)
+	if mode == "reload" {
+		if n := b.metric(`hapctl_runtime_commands_total{result="ok"}`); n != 0 {
+			t.Fatalf("after the reload hapctl had to resend %v commands: state was lost", n)
+		}
+	}
+	if n := len(haproxycfg.SlotsInFile([]byte(fileContent(t, b.haproxy.ConfigPath)), "be_web")); n != 6 {
+		t.Fatalf("%d slot lines in haproxy.cfg, want 6", n)
 	}
 	if f := ld.failed.Load(); f != 0 {
-		t.Fatalf("%d of %d requests failed across the reload: %v", f, ld.sent.Load(), ld.errors)
+		t.Fatalf("%d of %d requests failed across the growth: %v", f, ld.sent.Load(), ld.errors)
 	}
-	t.Logf("load: %d requests across the reload, 0 failed", ld.sent.Load())
+	t.Logf("load: %d requests across the growth, 0 failed", ld.sent.Load())
 }

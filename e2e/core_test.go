@@ -17,7 +17,7 @@ import (
 // follows through the runtime API only: no reload after the bootstrap, and
 // no failed request under load while the backend churns.
 func TestCoreScenario(t *testing.T) {
-	b := newBed(t, bedOptions{minSlots: 4, serverOptions: "check inter 1s"})
+	b := newBed(t, bedOptions{minSlots: 4, serverOptions: "check inter 1s", growth: "reload"})
 	backends := map[string]*backend{}
 	for _, name := range []string{"web-1", "web-2", "web-3", "web-4", "web-5"} {
 		backends[name] = startBackend(t, name)

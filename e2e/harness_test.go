@@ -38,6 +38,9 @@ type bed struct {
 type bedOptions struct {
 	minSlots      int
 	serverOptions string
+	growth        string // "" for the default (dynamic)
+	shrinkAfter   string // "" for the default
+	reloadMin     string // haproxy.reload_min_interval; "" for the default
 }
 
 // newBed starts Consul and HAProxy with a user config holding a frontend and
@@ -67,16 +70,25 @@ haproxy:
   master_socket: %s
   state_file: %s
   binary: %s
-api:
+%sapi:
   listen: %s
 backends:
   - name: be_web
     service: web
     min_slots: %d
     server_options: %q
-`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
-		testbed.HAProxyBin(t), b.apiAddr, opts.minSlots, opts.serverOptions))
+%s`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
+		testbed.HAProxyBin(t), optional("  ", "reload_min_interval", opts.reloadMin), b.apiAddr, opts.minSlots, opts.serverOptions,
+		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)))
 	return b
+}
+
+// optional renders `key: value` on its own line, or nothing for "".
+func optional(indent, key, value string) string {
+	if value == "" {
+		return ""
+	}
+	return indent + key + ": " + value + "\n"
 }
 
 // startHapctl starts `hapctl daemon` and waits until /readyz says ready.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	gosync "sync"
 	"time"
@@ -22,10 +23,34 @@ import (
 
 // Daemon is a running hapctl.
 type Daemon struct {
-	cfg   *config.Config
-	log   zerolog.Logger
-	store *hconsul.Store
-	loop  *sync.Loop
+	cfg      *config.Config
+	log      zerolog.Logger
+	store    *hconsul.Store
+	loop     *sync.Loop
+	reloader *haproxycfg.Reloader
+}
+
+// growthModes returns the backends with growth: dynamic that cannot take
+// dynamic servers, with why, as far as the HAProxy config tells.
+func growthModes(cfg *config.Config) (map[string]string, error) {
+	data, err := os.ReadFile(cfg.HAProxy.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading haproxy config: %w", err)
+	}
+	parsed, err := haproxycfg.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.HAProxy.ConfigFile, err)
+	}
+	out := map[string]string{}
+	for _, b := range cfg.Backends {
+		if b.Growth != config.GrowthDynamic {
+			continue
+		}
+		if why := parsed.DynamicSupport(b.Name, b.ServerOptions); why != "" {
+			out[b.Name] = why
+		}
+	}
+	return out, nil
 }
 
 // RunDaemon bootstraps the slots, then watches Consul and syncs HAProxy
@@ -51,10 +76,22 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 	defer func() { _ = ln.Close() }()
 
+	noDynamic, err := growthModes(cfg)
+	if err != nil {
+		return err
+	}
+	dynamic := map[string]bool{}
+	for _, b := range cfg.Backends {
+		if why, ok := noDynamic[b.Name]; ok {
+			log.Warn().Str("backend", b.Name).Str("why", why).Msg("growth: dynamic is not possible for this backend: it grows by reload")
+		} else if b.Growth == config.GrowthDynamic {
+			dynamic[b.Name] = true
+		}
+	}
+	master := &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second}
 	boot := &haproxycfg.Bootstrap{
 		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
-		Runtime: rt, Master: &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second},
-		Log: log,
+		Runtime: rt, Master: master, Log: log, Dynamic: dynamic,
 	}
 	plan, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
 	if err != nil {
@@ -69,7 +106,16 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 
 	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore()}
-	d.loop = &sync.Loop{Backends: cfg.Backends, Source: d.store, Runtime: rt, Metrics: m, Log: log}
+	d.reloader = &haproxycfg.Reloader{
+		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
+		Backends: haproxycfg.SpecsFor(cfg.Backends), Runtime: rt, Master: master,
+		MinInterval: cfg.HAProxy.ReloadMinInterval, Log: log,
+		OnReload:  func(reason string) { m.Reloads.WithLabelValues(reason).Inc() },
+		OnFailure: func(stage string) { m.ReloadFailures.WithLabelValues(stage).Inc() },
+	}
+	d.loop = &sync.Loop{Backends: cfg.Backends, Source: d.store, Runtime: rt, Metrics: m, Log: log,
+		Resizer: d.reloader, NoDynamic: noDynamic}
+	d.reloader.OnDone = d.loop.Kick
 
 	srv := api.NewHTTPServer((&api.Server{Ready: d, Metrics: m.Handler(), Log: log}).Routes())
 
@@ -100,6 +146,8 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.reloader.Run(ctx) }()
 	log.Info().Str("api", cfg.API.Listen).Int("backends", len(cfg.Backends)).Msg("hapctl running")
 	d.loop.Run(ctx)
 
@@ -141,6 +189,10 @@ func (d *Daemon) Ready() (bool, string) {
 		reasons = append(reasons, "last sync failed: "+st.LastErr.Error())
 	case st.LastSync.IsZero():
 		reasons = append(reasons, "no sync yet")
+	}
+	if rs := d.reloader.Status(); rs.Err != nil {
+		reasons = append(reasons, fmt.Sprintf("changing slots through the haproxy config failed (%d times, next try in %s): %v",
+			rs.Failures, time.Until(rs.RetryAt).Round(time.Millisecond), rs.Err))
 	}
 	for _, b := range d.cfg.Backends {
 		if bs, ok := st.Backends[b.Name]; ok && bs.Desired.Guarded {

@@ -32,11 +32,25 @@ type BackendPlan struct {
 	Snapshot hconsul.Snapshot
 	Desired  sync.Desired
 	Plan     sync.Plan
-	Err      error
+	// GrowFrom and GrowTo are set when the backend needs more slots;
+	// GrowBy says how it gets them: config.GrowthDynamic or GrowthReload.
+	GrowFrom, GrowTo int
+	GrowBy           string
+	Err              error
 }
 
 // NeedsReload reports whether the next start or sync would reload HAProxy.
-func (r PlanReport) NeedsReload() bool { return r.Bootstrap.NeedsReload() }
+func (r PlanReport) NeedsReload() bool {
+	if r.Bootstrap.NeedsReload() {
+		return true
+	}
+	for _, b := range r.Backends {
+		if b.GrowBy == config.GrowthReload {
+			return true
+		}
+	}
+	return false
+}
 
 // MakePlan reads Consul (one non-blocking query per service) and HAProxy
 // and computes every backend's plan.
@@ -46,7 +60,16 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		return PlanReport{}, err
 	}
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
-	boot := &haproxycfg.Bootstrap{ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile, Runtime: rt}
+	noDynamic, err := growthModes(cfg)
+	if err != nil {
+		return PlanReport{}, err
+	}
+	dynamic := map[string]bool{}
+	for _, b := range cfg.Backends {
+		dynamic[b.Name] = b.Growth == config.GrowthDynamic && noDynamic[b.Name] == ""
+	}
+	boot := &haproxycfg.Bootstrap{ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
+		Runtime: rt, Dynamic: dynamic}
 	bp, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
 	if err != nil {
 		return PlanReport{}, err
@@ -82,8 +105,23 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		case actual.Errs[b.Name] != nil:
 			bpl.Err = actual.Errs[b.Name]
 		default:
-			servers := withBootstrapSlots(actual.Servers[b.Name], bp.Data, b.Name)
-			bpl.Desired = sync.Desire(sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers})
+			servers := actual.Servers[b.Name]
+			if bp.NeedsReload() {
+				servers = withBootstrapSlots(servers, bp.Data, b.Name)
+			}
+			in := sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers}
+			bpl.Desired = sync.Desire(in)
+			if !bpl.Desired.Guarded {
+				sz := sync.SizingOf(b, bpl.Desired, servers)
+				if to := slot.Grow(sz); to > sz.Slots {
+					bpl.GrowFrom, bpl.GrowTo, bpl.GrowBy = sz.Slots, to, config.GrowthReload
+					if dynamic[b.Name] {
+						bpl.GrowBy = config.GrowthDynamic
+						in.Grow = to - sz.Slots
+						bpl.Desired = sync.Desire(in)
+					}
+				}
+			}
 			bpl.Plan = sync.MakePlan(bpl.Desired, servers)
 		}
 		report.Backends = append(report.Backends, bpl)
@@ -106,11 +144,19 @@ func (r PlanReport) Print(w io.Writer) {
 	for _, warning := range b.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
+	var growByReload []string
+	for _, bp := range r.Backends {
+		if bp.GrowBy == config.GrowthReload {
+			growByReload = append(growByReload, bp.Name)
+		}
+	}
 	switch {
-	case b.NeedsReload() && b.Changed:
-		fmt.Fprintln(w, "reload: yes (new slot lines)")
-	case b.NeedsReload():
+	case len(b.OptionsChanged) > 0:
+		fmt.Fprintf(w, "reload: yes (new server_options for %s)\n", strings.Join(b.OptionsChanged, ", "))
+	case len(b.Stale) > 0:
 		fmt.Fprintf(w, "reload: yes (the running haproxy lacks slot lines of %s)\n", strings.Join(b.Stale, ", "))
+	case len(growByReload) > 0:
+		fmt.Fprintf(w, "reload: yes (%s must grow)\n", strings.Join(growByReload, ", "))
 	case !b.Running:
 		fmt.Fprintln(w, "reload: no (haproxy is not running)")
 	default:
@@ -129,6 +175,12 @@ func (r PlanReport) Print(w io.Writer) {
 		}
 		if bp.Plan.Guarded {
 			fmt.Fprintln(w, "  empty guard: consul reports no passing instance; the last set stays")
+		}
+		switch bp.GrowBy {
+		case config.GrowthDynamic:
+			fmt.Fprintf(w, "  grows from %d to %d slots with add server (no reload)\n", bp.GrowFrom, bp.GrowTo)
+		case config.GrowthReload:
+			fmt.Fprintf(w, "  grows from %d to %d slots by a reload\n", bp.GrowFrom, bp.GrowTo)
 		}
 		if len(bp.Plan.Ops) == 0 {
 			fmt.Fprintln(w, "  no runtime changes")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,6 +34,10 @@ type Bootstrap struct {
 	Runtime    Runtime
 	Master     *runtime.Master
 	Log        zerolog.Logger
+	// Dynamic holds the backends that grow with `add server`: slot lines
+	// the running HAProxy lacks are added at runtime by the sync loop, not
+	// by a reload (unless HAProxy lacks the backend itself).
+	Dynamic map[string]bool
 }
 
 // BootstrapPlan is what Bootstrap would do.
@@ -41,8 +46,11 @@ type BootstrapPlan struct {
 	Changed bool     // Data differs from the file on disk
 	Changes []Change // what the edit adds
 	// Stale lists backends whose running HAProxy lacks slot lines the file
-	// has: the file was edited but HAProxy not reloaded.
+	// has and cannot get them without a reload.
 	Stale []string
+	// OptionsChanged lists backends whose slot lines get new
+	// server_options: running servers take them only from a reload.
+	OptionsChanged []string
 	// Running is false when the stats socket does not answer: HAProxy will
 	// read the file when it starts, no reload is needed.
 	Running    bool
@@ -53,7 +61,7 @@ type BootstrapPlan struct {
 
 // NeedsReload reports whether HAProxy must reload to get its slots.
 func (p BootstrapPlan) NeedsReload() bool {
-	return p.Running && (p.Changed || len(p.Stale) > 0)
+	return p.Running && (len(p.Stale) > 0 || len(p.OptionsChanged) > 0)
 }
 
 // Plan reads the config file and HAProxy's state; it changes nothing. When
@@ -69,6 +77,14 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 	if err != nil {
 		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
 	}
+	running, missing, rerr := b.runningSlots(ctx, specs)
+	specs = slices.Clone(specs)
+	for i, s := range specs {
+		// Slots added at runtime (dynamic growth) belong in the file too.
+		for n := range running[s.Backend] {
+			specs[i].Slots = max(specs[i].Slots, n)
+		}
+	}
 	data, changes, err := EnsureSlots(cur, specs)
 	if err != nil {
 		return BootstrapPlan{}, err
@@ -78,15 +94,22 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 		names[i] = s.Backend
 	}
 	p := BootstrapPlan{Changes: changes, Warnings: StateWarnings(parsed, b.StateFile, names)}
-	running, err := b.runningSlots(ctx, specs)
-	p.Running, p.RuntimeErr = err == nil, err
+	p.Running, p.RuntimeErr = rerr == nil, rerr
 	if p.Running {
 		for _, s := range specs {
+			if b.Dynamic[s.Backend] && !missing[s.Backend] {
+				continue
+			}
 			for _, n := range SlotsInFile(data, s.Backend) {
 				if _, ok := running[s.Backend][n]; !ok {
 					p.Stale = append(p.Stale, s.Backend)
 					break
 				}
+			}
+		}
+		for _, c := range changes {
+			if len(c.Updated) > 0 {
+				p.OptionsChanged = append(p.OptionsChanged, c.Backend)
 			}
 		}
 		if len(changes) > 0 || len(p.Stale) > 0 {
@@ -105,33 +128,35 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 }
 
 // runningSlots reads the slot servers each backend has in the running
-// HAProxy; a backend HAProxy does not know has none.
-func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[string]map[int]SlotState, error) {
+// HAProxy; a backend HAProxy does not know (missing) has none.
+func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[string]map[int]SlotState, map[string]bool, error) {
 	cmds := make([]runtime.Command, 0, len(specs))
 	for _, s := range specs {
 		c, err := runtime.ShowServersState(s.Backend)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmds = append(cmds, c)
 	}
 	results, err := b.Runtime.Exec(ctx, cmds...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make(map[string]map[int]SlotState, len(specs))
+	missing := map[string]bool{}
 	for i, s := range specs {
 		states := map[int]SlotState{}
 		out[s.Backend] = states
 		if results[i].Err != nil {
 			if errors.Is(results[i].Err, runtime.ErrNoSuchBackend) {
+				missing[s.Backend] = true
 				continue
 			}
-			return nil, results[i].Err
+			return nil, nil, results[i].Err
 		}
 		servers, err := runtime.ParseServersState(results[i].Answer)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, srv := range servers {
 			n, ok := slot.Index(srv.Name)
@@ -146,7 +171,7 @@ func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[str
 			states[n] = st
 		}
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 // Apply writes the file (checked by `haproxy -c`) when it changed and
@@ -179,6 +204,9 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 	}
 	if len(p.Stale) > 0 {
 		b.Log.Warn().Strs("backends", p.Stale).Msg("the running haproxy lacks slot lines its config file has: reloading")
+	}
+	if len(p.OptionsChanged) > 0 {
+		b.Log.Warn().Strs("backends", p.OptionsChanged).Msg("server_options changed: reloading so that running slots take them")
 	}
 	if !p.Changed {
 		if err := CheckData(ctx, b.Binary, b.ConfigFile, p.Data); err != nil {

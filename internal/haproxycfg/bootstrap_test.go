@@ -107,6 +107,55 @@ func TestBootstrapAgainstHAProxy(t *testing.T) {
 	}
 }
 
+// TestBootstrapDynamicNeedsNoReload: a dynamic backend HAProxy runs gets
+// its slot lines in the file without a reload (the sync loop adds the
+// servers), and servers added at runtime are written into the file.
+func TestBootstrapDynamicNeedsNoReload(t *testing.T) {
+	h := testbed.NewHAProxy(t)
+	h.Start(userConfig(h, testbed.FreePort(t)))
+	b := newBootstrap(t, h)
+	b.Dynamic = map[string]bool{"be_web": true, "be_new": true}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := h.Runtime.Exec(ctx,
+		mustCmd(t)(runtime.AddServer("be_web", "srv3", netip.MustParseAddrPort("127.0.0.5:8080"), 4, "")),
+		mustCmd(t)(runtime.SetState("be_web", "srv3", runtime.StateReady)))
+	if err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("add server: %v %+v", err, res)
+	}
+	specs := []haproxycfg.SlotSpec{{Backend: "be_web", Slots: 2}, {Backend: "be_new", Slots: 2}}
+	p, err := b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// be_new does not exist in HAProxy: only a reload can create it.
+	if fmt.Sprint(p.Stale) != "[be_new]" || !p.NeedsReload() {
+		t.Fatalf("stale %v reload %v", p.Stale, p.NeedsReload())
+	}
+	specs = specs[:1]
+	p, err = b.Plan(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Changed || p.NeedsReload() {
+		t.Fatalf("changed %v reload %v, want a write without reload", p.Changed, p.NeedsReload())
+	}
+	reloads := h.Procs().Master.Reloads
+	if reloaded, err := b.Apply(ctx, p); err != nil || reloaded {
+		t.Fatalf("apply: reloaded %v, %v", reloaded, err)
+	}
+	if got := h.Procs().Master.Reloads; got != reloads {
+		t.Fatalf("%d reloads", got-reloads)
+	}
+	data, _ := os.ReadFile(h.ConfigPath)
+	if got := haproxycfg.SlotsInFile(data, "be_web"); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("slots in file %v, want srv1..srv3", got)
+	}
+	if !strings.Contains(string(data), "server srv3 127.0.0.5:8080 weight 4\n") {
+		t.Fatalf("the runtime server is not in the file:\n%s", data)
+	}
+}
+
 func TestBadServerOptionsLeaveTheFileAlone(t *testing.T) {
 	h := testbed.NewHAProxy(t)
 	h.Start(userConfig(h, testbed.FreePort(t)))

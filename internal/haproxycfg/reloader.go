@@ -74,8 +74,9 @@ type Reloader struct {
 	Settle      time.Duration // 0: DefaultSettle
 	Log         zerolog.Logger
 	// OnReload is called after each reload with its reason, OnFailure with
-	// the stage of each failure, OnDone after every attempt (the sync loop
-	// then looks at every backend again). Each may be nil.
+	// the stage of each failure, OnDone after an attempt that wrote the file
+	// or reloaded (the sync loop then looks at every backend again). Each
+	// may be nil.
 	OnReload  func(reason string)
 	OnFailure func(stage string)
 	OnDone    func()
@@ -256,7 +257,7 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 		r.first = time.Now()
 	}
 	r.mu.Unlock()
-	if r.OnDone != nil {
+	if r.OnDone != nil && (out.Written || out.Reloaded) {
 		r.OnDone()
 	}
 }

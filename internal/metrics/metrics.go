@@ -20,7 +20,14 @@ const (
 const (
 	// ReloadBootstrap: slot lines were added at start.
 	ReloadBootstrap = "bootstrap"
+	// ReloadGrow and ReloadShrink: a reload-mode backend changed its slot
+	// count.
+	ReloadGrow   = "grow"
+	ReloadShrink = "shrink"
 )
+
+// ReloadStages are the stages a reload attempt can fail at.
+var ReloadStages = []string{"render", "check", "write", "reload", "verify"}
 
 // Metrics are the collectors of one hapctl process, on their own registry.
 type Metrics struct {
@@ -29,6 +36,7 @@ type Metrics struct {
 	Propagation      prometheus.Histogram
 	RuntimeCommands  *prometheus.CounterVec
 	Reloads          *prometheus.CounterVec
+	ReloadFailures   *prometheus.CounterVec
 	ConsulErrors     prometheus.Counter
 	Slots            *prometheus.GaugeVec
 	InvalidInstances *prometheus.CounterVec
@@ -52,6 +60,9 @@ func New() *Metrics {
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapctl_reloads_total", Help: "HAProxy reloads hapctl asked for, by reason.",
 		}, []string{"reason"}),
+		ReloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapctl_reload_failures_total", Help: "Attempts to change slots through the config file that failed, by stage (render, check, write, reload, verify).",
+		}, []string{"stage"}),
 		ConsulErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hapctl_consul_errors_total", Help: "Consul queries that failed.",
 		}),
@@ -65,13 +76,18 @@ func New() *Metrics {
 			Name: "hapctl_unplaced_instances", Help: "Passing instances that got no slot.",
 		}, []string{"backend"}),
 	}
-	m.Registry.MustRegister(m.SyncDuration, m.Propagation, m.RuntimeCommands, m.Reloads, m.ConsulErrors,
+	m.Registry.MustRegister(m.SyncDuration, m.Propagation, m.RuntimeCommands, m.Reloads, m.ReloadFailures, m.ConsulErrors,
 		m.Slots, m.InvalidInstances, m.Unplaced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{ResultOK, ResultError, ResultSkipped} {
 		m.RuntimeCommands.WithLabelValues(r)
 	}
-	m.Reloads.WithLabelValues(ReloadBootstrap)
+	for _, r := range []string{ReloadBootstrap, ReloadGrow, ReloadShrink} {
+		m.Reloads.WithLabelValues(r)
+	}
+	for _, s := range ReloadStages {
+		m.ReloadFailures.WithLabelValues(s)
+	}
 	return m
 }
 

@@ -540,14 +540,7 @@ func (l *Loop) reportErr(name string, err error) {
 // Resizer instead.
 func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runtime.ServerState, now time.Time, out *syncOutcome) (int, []Op) {
 	slots := Slots(servers)
-	sz := slot.Sizing{Slots: len(slots), Need: d.Bound() + len(d.Unplaced), Used: d.Bound(), Min: be.MinSlots, Max: be.MaxSlots}
-	for i, s := range slots {
-		if !d.Slots[i].Free() || s.State() != runtime.StateMaint {
-			if n, _ := slot.Index(s.Name); n > sz.Highest {
-				sz.Highest = n
-			}
-		}
-	}
+	sz := SizingOf(be, d, servers)
 	target := slot.Grow(sz)
 	if target == sz.Slots {
 		target = l.shrinkTarget(name, be, sz, now, out)
@@ -581,6 +574,21 @@ func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runti
 		return 0, DelOps(name, names)
 	}
 	return 0, nil
+}
+
+// SizingOf returns what a backend's slot count depends on: its desired
+// state (without growth) and HAProxy's servers.
+func SizingOf(be config.Backend, d Desired, servers []runtime.ServerState) slot.Sizing {
+	slots := Slots(servers)
+	sz := slot.Sizing{Slots: len(slots), Need: d.Bound() + len(d.Unplaced), Used: d.Bound(), Min: be.MinSlots, Max: be.MaxSlots}
+	for i, s := range slots {
+		if !d.Slots[i].Free() || s.State() != runtime.StateMaint {
+			if n, _ := slot.Index(s.Name); n > sz.Highest {
+				sz.Highest = n
+			}
+		}
+	}
+	return sz
 }
 
 // shrinkTarget returns the slot count a backend shrinks to once it has used

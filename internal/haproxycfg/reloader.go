@@ -411,16 +411,18 @@ func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, e
 }
 
 // renderIndices returns the slot numbers a backend's file must have: those
-// HAProxy runs and those the file has; with a target, new numbers (lowest
-// free first) up to it, or the trailing ones dropped down to it, as long as
-// they are free (in maint, or not running at all).
+// HAProxy runs (or, when it runs none, those the file has); with a target,
+// new numbers (lowest free first) up to it, or the trailing ones dropped
+// down to it, as long as they are free (in maint, or not running at all).
 func renderIndices(run map[int]runtime.ServerState, inFile []int, target int, asked bool) []int {
 	set := map[int]bool{}
 	for n := range run {
 		set[n] = true
 	}
-	for _, n := range inFile {
-		set[n] = true
+	if len(run) == 0 {
+		for _, n := range inFile {
+			set[n] = true
+		}
 	}
 	if asked && target > len(set) {
 		for _, n := range slot.Missing(set, target-len(set)) {

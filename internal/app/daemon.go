@@ -31,26 +31,29 @@ type Daemon struct {
 }
 
 // growthModes returns the backends with growth: dynamic that cannot take
-// dynamic servers, with why, as far as the HAProxy config tells.
-func growthModes(cfg *config.Config) (map[string]string, error) {
+// dynamic servers, with why, as far as the HAProxy config tells, and those
+// whose default-server settings dynamic slots will not inherit.
+func growthModes(cfg *config.Config) (map[string]string, []string, error) {
 	data, err := os.ReadFile(cfg.HAProxy.ConfigFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading haproxy config: %w", err)
+		return nil, nil, fmt.Errorf("reading haproxy config: %w", err)
 	}
 	parsed, err := haproxycfg.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.HAProxy.ConfigFile, err)
+		return nil, nil, fmt.Errorf("%s: %w", cfg.HAProxy.ConfigFile, err)
 	}
-	out := map[string]string{}
+	out, warnings := map[string]string{}, []string{}
 	for _, b := range cfg.Backends {
 		if b.Growth != config.GrowthDynamic {
 			continue
 		}
 		if why := parsed.DynamicSupport(b.Name, b.ServerOptions); why != "" {
 			out[b.Name] = why
+		} else if parsed.DefaultServer(b.Name) {
+			warnings = append(warnings, b.Name)
 		}
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
 // RunDaemon bootstraps the slots, then watches Consul and syncs HAProxy
@@ -76,9 +79,12 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 	defer func() { _ = ln.Close() }()
 
-	noDynamic, err := growthModes(cfg)
+	noDynamic, defaultServer, err := growthModes(cfg)
 	if err != nil {
 		return err
+	}
+	for _, b := range defaultServer {
+		log.Warn().Str("backend", b).Msg("the backend or its defaults has default-server settings, which slots added at runtime do not inherit: put them in server_options")
 	}
 	dynamic := map[string]bool{}
 	for _, b := range cfg.Backends {

@@ -60,7 +60,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		return PlanReport{}, err
 	}
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
-	noDynamic, err := growthModes(cfg)
+	noDynamic, _, err := growthModes(cfg)
 	if err != nil {
 		return PlanReport{}, err
 	}

@@ -37,6 +37,26 @@ func (p *Parsed) DynamicSupport(backend, options string) string {
 	return ""
 }
 
+// DefaultServer reports whether a backend (or the defaults it uses) has a
+// `default-server` line: servers added at runtime do not inherit it.
+func (p *Parsed) DefaultServer(backend string) bool {
+	for _, sec := range []parser.Section{parser.Backends, parser.Listen} {
+		names, _ := p.p.SectionsGet(sec)
+		if !slices.Contains(names, backend) {
+			continue
+		}
+		if _, err := p.p.Get(sec, backend, "default-server"); err == nil {
+			return true
+		}
+		if from, _ := p.p.SectionsDefaultsFromGet(sec, backend); from != "" {
+			if _, err := p.p.Get(parser.Defaults, from, "default-server"); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // balanceOf returns a backend's balance algorithm and hash-type method,
 // from its section or the defaults section it uses (for a backend the file
 // does not have yet: the last defaults section, which it will follow).

@@ -59,6 +59,15 @@ backend be_from_static from static
 			t.Errorf("DynamicSupport(%s, %q) = %q, want one containing %q", tt.backend, tt.options, got, tt.want)
 		}
 	}
+	p3, err := Parse([]byte("defaults\n    default-server inter 3s\nbackend be_a\n    balance roundrobin\ndefaults plain\nbackend be_b from plain\n    default-server check\nbackend be_c from plain\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b, want := range map[string]bool{"be_a": true, "be_b": true, "be_c": false, "be_missing": false} {
+		if got := p3.DefaultServer(b); got != want {
+			t.Errorf("DefaultServer(%s) = %v, want %v", b, got, want)
+		}
+	}
 	p2, err := Parse([]byte("defaults named\n    balance static-rr\n\ndefaults\n    balance hdr(host)\n"))
 	if err != nil {
 		t.Fatal(err)

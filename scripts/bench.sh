@@ -4,6 +4,9 @@
 #
 #   propagation  Consul change sent -> HAProxy shows it (60 trials each), against
 #                real Consul and HAProxy, with Consul's own share measured alongside
+#   growth       1 -> 1000 instances under keep-alive load, reload and dynamic mode:
+#                reloads, failed requests, time until all serve
+#   new slot     an instance that needs a new slot -> serving (20 trials per mode)
 #   apply        1000 slot changes through the executor into a real HAProxy
 #   plan         desired state + plan for 1k/10k/50k slots (pure, allocations)
 set -euo pipefail
@@ -15,8 +18,10 @@ out=.bench/results.txt
 {
 	echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, $(go version | cut -d' ' -f3), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
 	go test -count=1 -run '^$' -bench 'BenchmarkPropagation' -benchtime 60x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkGrowth' -benchtime 1x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkNewSlotToServing' -benchtime 20x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000/' -benchtime 50x ./internal/sync
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000Servers' -benchtime 50x ./internal/runtime
 	go test -count=1 -run '^$' -bench 'BenchmarkPlan' -benchmem ./internal/sync
-} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+bench_test)' | tee "$out"
+} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+(growth_)?bench_test)' | tee "$out"
 echo "results in $out" >&2

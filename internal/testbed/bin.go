@@ -3,10 +3,13 @@ package testbed
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -62,15 +65,46 @@ func findBin(env, name, fallback string) (string, error) {
 	return "", errors.New(name + " is not on PATH nor at " + fallback)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
+// is taken below the kernel's ephemeral range when it can be, so that no
+// later listen on port 0 (a test's backends, a process's own sockets) can
+// be handed the same port before the caller binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	if lo, hi := portRange(); hi > lo {
+		for range 200 {
+			p := lo + rand.IntN(hi-lo)
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err == nil {
+				_ = l.Close()
+				return p
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// portRange is [10000, start of the ephemeral range), or empty when the
+// range cannot be read or leaves no room below it.
+func portRange() (int, int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 11000 {
+		return 0, 0
+	}
+	return 10000, low
 }
 
 // ShortDir makes a directory with a short path, for unix sockets (108-byte

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"time"
 
@@ -29,8 +30,14 @@ type Parsed struct {
 	data []byte
 }
 
+// parseMu serialises parsing: client-native's parser writes a package
+// variable (DefaultSectionName) while it reads a defaults section.
+var parseMu gosync.Mutex
+
 // Parse reads a config with client-native's parser.
 func Parse(data []byte) (*Parsed, error) {
+	parseMu.Lock()
+	defer parseMu.Unlock()
 	p, err := parser.New(options.Reader(bytes.NewReader(data)), options.UseListenSectionParsers)
 	if err != nil {
 		return nil, fmt.Errorf("parsing haproxy config: %w", err)

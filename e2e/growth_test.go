@@ -105,7 +105,7 @@ func testGrowAndShrink(t *testing.T, mode string) {
 			t.Errorf("%d reloads to grow from 8 to 64 slots, want 1 to 3", grown)
 		}
 		if reloads != grown+1 {
-			t.Errorf("%d reloads in all, want %d to grow and 1 to shrink", reloads, grown)
+			t.Errorf("%d reloads in all, want %d: %d to grow and 1 to shrink", reloads, grown+1, grown)
 		}
 		if got := b.metric(`hapctl_reloads_total{reason="grow"}`); got != float64(grown) {
 			t.Errorf("hapctl_reloads_total{reason=\"grow\"} = %v, want %d", got, grown)

@@ -143,16 +143,7 @@ func (e *CheckError) Error() string {
 // keeps its mode and owner. On any error path is untouched.
 func WriteChecked(ctx context.Context, binary, path string, data []byte) error {
 	return replaceFile(path, data, func(candidate string) error {
-		err := Check(ctx, binary, candidate)
-		var ce *CheckError
-		if errors.As(err, &ce) {
-			// Name the file the user knows, not the temporary candidate.
-			ce.Path = path
-			for i, a := range ce.Alerts {
-				ce.Alerts[i] = strings.ReplaceAll(a, candidate, path+" (new version)")
-			}
-		}
-		return err
+		return namedAs(Check(ctx, binary, candidate), candidate, path)
 	})
 }
 
@@ -217,5 +208,18 @@ func CheckData(ctx context.Context, binary, path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return Check(ctx, binary, f.Name())
+	return namedAs(Check(ctx, binary, f.Name()), f.Name(), path)
+}
+
+// namedAs makes a check error of a candidate file name the file it stands
+// for, which is the one the user knows.
+func namedAs(err error, candidate, path string) error {
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		ce.Path = path
+		for i, a := range ce.Alerts {
+			ce.Alerts[i] = strings.ReplaceAll(a, candidate, path+" (new version)")
+		}
+	}
+	return err
 }

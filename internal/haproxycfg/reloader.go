@@ -219,11 +219,14 @@ func (r *Reloader) Run(ctx context.Context) {
 // outcome.
 func (r *Reloader) attemptPending(ctx context.Context) {
 	r.mu.Lock()
-	want := maps.Clone(r.want)
 	r.persist = false
 	r.mu.Unlock()
-
-	out, err := r.Attempt(ctx, want)
+	out, err := r.attempt(ctx, func() map[string]int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return maps.Clone(r.want)
+	})
+	want := out.Want
 	r.mu.Lock()
 	if out.Reloaded {
 		r.lastReload = time.Now()
@@ -231,7 +234,11 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 	if err != nil {
 		r.failures++
 		r.err = err
-		d := min(max(r.MinInterval, 500*time.Millisecond)<<min(r.failures-1, 20), reloadRetryMax)
+		d := max(r.MinInterval, 500*time.Millisecond)
+		for i := 1; i < r.failures && d < reloadRetryMax; i++ {
+			d *= 2
+		}
+		d = min(d, reloadRetryMax)
 		r.retryAt = time.Now().Add(d/2 + rand.N(d/2+1))
 		r.persist = true // write again on the next try
 		failures, retry := r.failures, time.Until(r.retryAt)
@@ -267,6 +274,8 @@ type Outcome struct {
 	Written  bool   // the config file changed
 	Reloaded bool   // HAProxy reloaded
 	Reason   string // ReasonGrow or ReasonShrink when it reloaded
+	// Want is the slot counts the attempt acted on.
+	Want map[string]int
 	// Mismatches are the slots whose state after the reload differs from
 	// the state before it (verification); empty when all came through.
 	Mismatches []string
@@ -288,90 +297,85 @@ func (r *Reloader) fail(stage string, err error) error {
 	return &StageError{Stage: stage, Err: err}
 }
 
-// Attempt renders every managed backend's slot lines from one reading of
-// HAProxy's runtime state (want gives new slot counts), writes the file when
-// it changed and reloads when a backend's slots in the file differ from
-// those HAProxy runs. It is what Run does for each batch of requests.
+// Attempt renders every managed backend's slot lines from HAProxy's runtime
+// state (want gives new slot counts), writes the file when it changed and
+// reloads when a backend's slots in the file differ from those HAProxy runs.
+// It is what Run does for each batch of requests.
 func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, error) {
+	return r.attempt(ctx, func() map[string]int { return want })
+}
+
+// rendering is the file as one reading of the runtime state makes it.
+type rendering struct {
+	snapshot string           // the `show servers state` answer it comes from
+	running  map[string]map[int]runtime.ServerState
+	want     map[string]int
+	data     []byte
+	layout   map[string][]int // slot numbers per backend
+	reload   bool
+	grew     bool
+}
+
+func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (Outcome, error) {
 	var out Outcome
 	cur, err := os.ReadFile(r.ConfigFile)
 	if err != nil {
 		return out, r.fail(StageRender, fmt.Errorf("reading haproxy config: %w", err))
 	}
-	res, err := r.Runtime.Exec(ctx, runtime.ShowAllServersState())
-	if err == nil && res[0].Err != nil {
-		err = res[0].Err
-	}
-	if err != nil {
-		return out, r.fail(StageRender, fmt.Errorf("reading haproxy's servers state: %w", err))
-	}
-	snapshot := res[0].Answer
-	servers, err := runtime.ParseServersState(snapshot)
+	rd, err := r.render(ctx, cur, wanted)
 	if err != nil {
 		return out, r.fail(StageRender, err)
 	}
-	running := map[string]map[int]runtime.ServerState{}
-	for _, s := range servers {
-		if n, ok := slot.Index(s.Name); ok {
-			if running[s.Backend] == nil {
-				running[s.Backend] = map[int]runtime.ServerState{}
-			}
-			running[s.Backend][n] = s
-		}
+	out.Want = rd.want
+	if bytes.Equal(rd.data, cur) && !rd.reload {
+		return out, nil
 	}
-
-	data := cur
-	grew, reload := false, false
-	for _, spec := range r.Backends {
-		run := running[spec.Backend]
-		target, asked := want[spec.Backend]
-		indices := renderIndices(run, SlotsInFile(data, spec.Backend), target, asked)
-		states := make([]SlotState, 0, len(indices))
-		for _, n := range indices {
-			states = append(states, slotState(n, run))
-		}
-		if data, err = SetSlots(data, spec.Backend, states, spec.Options); err != nil {
-			return out, r.fail(StageRender, err)
-		}
-		if asked && !sameIndices(indices, run) {
-			reload = true
-			grew = grew || len(indices) > len(run)
-		}
-	}
-	// client-native must read every backend, no slot declared twice.
-	check := slices.Clone(r.Backends)
-	for i := range check {
-		check[i].Slots = 0
-	}
-	if err := Verify(data, check); err != nil {
-		return out, r.fail(StageRender, err)
-	}
-	changed := !bytes.Equal(data, cur)
-	if changed {
-		if err := WriteChecked(ctx, r.Binary, r.ConfigFile, data); err != nil {
+	// Check the candidate, then look at HAProxy once more right before the
+	// file is written and HAProxy reloads: the sync loop keeps applying
+	// changes meanwhile, and the lines and the state file must carry them.
+	// The slot values in a line are validated, so a new reading that keeps
+	// the same slot lines needs no second check; other slot lines do.
+	checked := rd
+	for try := 1; ; try++ {
+		if err := CheckData(ctx, r.Binary, r.ConfigFile, checked.data); err != nil {
 			var ce *CheckError
 			if errors.As(err, &ce) {
 				return out, r.fail(StageCheck, err)
 			}
 			return out, r.fail(StageWrite, err)
 		}
+		if rd, err = r.render(ctx, cur, wanted); err != nil {
+			return out, r.fail(StageRender, err)
+		}
+		if sameLayout(rd.layout, checked.layout) {
+			break
+		}
+		if try == 3 {
+			return out, r.fail(StageRender, errors.New("the slots kept changing while the new config was checked"))
+		}
+		checked = rd
+	}
+	if now, err := os.ReadFile(r.ConfigFile); err != nil || !bytes.Equal(now, cur) {
+		return out, r.fail(StageRender, fmt.Errorf("%s changed while hapctl rendered it; trying again", r.ConfigFile))
+	}
+	changed := !bytes.Equal(rd.data, cur)
+	if changed {
+		if err := writeFile(r.ConfigFile, rd.data); err != nil {
+			return out, r.fail(StageWrite, err)
+		}
 		out.Written = true
 	}
-	if !reload {
+	out.Want = rd.want
+	if !rd.reload {
 		return out, nil
 	}
-	if !changed {
-		if err := CheckData(ctx, r.Binary, r.ConfigFile, data); err != nil {
-			return out, r.fail(StageCheck, err)
-		}
-	}
 	if r.StateFile != "" {
-		if err := writeStateFile(r.StateFile, snapshot); err != nil {
+		if err := writeStateFile(r.StateFile, rd.snapshot); err != nil {
 			return out, r.fail(StageWrite, err)
 		}
 	}
 	out.Reason = ReasonShrink
-	if grew {
+	if rd.grew {
 		out.Reason = ReasonGrow
 	}
 	start := time.Now()
@@ -379,7 +383,10 @@ func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, e
 	defer cancel()
 	procs, err := r.Master.Reload(rctx)
 	if err != nil {
-		if changed {
+		// Put the file back only when HAProxy says the reload failed (the
+		// old worker runs the old file) and nobody changed it since.
+		now, _ := os.ReadFile(r.ConfigFile)
+		if changed && errors.Is(err, runtime.ErrReloadFailed) && bytes.Equal(now, rd.data) {
 			if rerr := writeFile(r.ConfigFile, cur); rerr != nil {
 				err = fmt.Errorf("%w; restoring the previous config also failed: %v", err, rerr)
 			} else {
@@ -396,11 +403,11 @@ func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, e
 	if err := waitWorker(rctx, r.Runtime, w.PID); err != nil {
 		return out, r.fail(StageReload, err)
 	}
-	if err := writeFile(r.ConfigFile+".last-good", data); err != nil {
+	if err := writeFile(r.ConfigFile+".last-good", rd.data); err != nil {
 		r.Log.Warn().Err(err).Msg("keeping a last-known-good copy of the haproxy config")
 	}
 	took := time.Since(start)
-	out.Mismatches, err = r.verify(ctx, running)
+	out.Mismatches, err = r.verify(ctx, rd.running)
 	if err != nil {
 		return out, r.fail(StageVerify, err)
 	}
@@ -413,6 +420,72 @@ func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, e
 	}
 	ev.Int("pid", w.PID).Str("reason", out.Reason).Dur("took_ms", took).Msg("haproxy reloaded with new slot lines")
 	return out, nil
+}
+
+// render reads HAProxy's servers state and renders every managed backend's
+// slot lines into cur. The slot counts asked for are taken after the
+// reading, so that a request withdrawn before the loop's last apply is not
+// acted on with a state that apply changed.
+func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[string]int) (rendering, error) {
+	res, err := r.Runtime.Exec(ctx, runtime.ShowAllServersState())
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return rendering{}, fmt.Errorf("reading haproxy's servers state: %w", err)
+	}
+	servers, err := runtime.ParseServersState(res[0].Answer)
+	if err != nil {
+		return rendering{}, err
+	}
+	rd := rendering{snapshot: res[0].Answer, running: map[string]map[int]runtime.ServerState{}, want: wanted(),
+		data: cur, layout: map[string][]int{}}
+	for _, s := range servers {
+		if n, ok := slot.Index(s.Name); ok {
+			if rd.running[s.Backend] == nil {
+				rd.running[s.Backend] = map[int]runtime.ServerState{}
+			}
+			rd.running[s.Backend][n] = s
+		}
+	}
+	for _, spec := range r.Backends {
+		run := rd.running[spec.Backend]
+		target, asked := rd.want[spec.Backend]
+		indices := renderIndices(run, SlotsInFile(rd.data, spec.Backend), target, asked)
+		rd.layout[spec.Backend] = indices
+		states := make([]SlotState, 0, len(indices))
+		for _, n := range indices {
+			states = append(states, slotState(n, run))
+		}
+		if rd.data, err = SetSlots(rd.data, spec.Backend, states, spec.Options); err != nil {
+			return rendering{}, err
+		}
+		if asked && !sameIndices(indices, run) {
+			rd.reload = true
+			rd.grew = rd.grew || len(indices) > len(run)
+		}
+	}
+	// client-native must read every backend, no slot declared twice.
+	check := slices.Clone(r.Backends)
+	for i := range check {
+		check[i].Slots = 0
+	}
+	if err := Verify(rd.data, check); err != nil {
+		return rendering{}, err
+	}
+	return rd, nil
+}
+
+func sameLayout(a, b map[string][]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
 }
 
 // renderIndices returns the slot numbers a backend's file must have: those

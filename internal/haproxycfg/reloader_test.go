@@ -263,6 +263,18 @@ func TestReloaderCoalesces(t *testing.T) {
 	if got := b.h.Procs().Master.Reloads; got != reloads+1 {
 		t.Fatalf("%d reloads for one burst of requests, want 1", got-reloads)
 	}
+	// A request right after a reload waits for MinInterval.
+	first := b.r.Status().LastReload
+	b.r.Want("be_web", 64)
+	testbed.Eventually(t, 30*time.Second, "a second reload to 64 slots", func() error {
+		if n := strings.Count(b.slots(), "srv"); n != 64 {
+			return fmt.Errorf("%d slots", n)
+		}
+		return nil
+	})
+	if gap := b.r.Status().LastReload.Sub(first); gap < b.r.MinInterval {
+		t.Fatalf("reloads %s apart, want at least reload_min_interval %s", gap, b.r.MinInterval)
+	}
 }
 
 func TestReloaderBacksOff(t *testing.T) {

@@ -17,6 +17,9 @@ var (
 	ErrNotDynamic = errors.New("backend cannot take dynamic servers")
 	// ErrServerBusy: `del server` of a server that still has connections.
 	ErrServerBusy = errors.New("server still has connections")
+	// ErrReloadFailed: the master reports that a reload failed (the old
+	// worker keeps running). Other reload errors leave the outcome unknown.
+	ErrReloadFailed = errors.New("haproxy reload failed")
 	// ErrServerExists: `add server` of a name the backend already has.
 	ErrServerExists = errors.New("server already exists")
 	// ErrProtocol means the socket answered something that is not a HAProxy

@@ -73,7 +73,7 @@ func (m *Master) Reload(ctx context.Context) (Procs, error) {
 		return Procs{}, fmt.Errorf("sending reload: %w", err)
 	}
 	if strings.Contains(answer, "Success=0") {
-		return Procs{}, fmt.Errorf("haproxy reload failed: %s", strings.TrimSpace(answer))
+		return Procs{}, fmt.Errorf("%w: %s", ErrReloadFailed, strings.TrimSpace(answer))
 	}
 	return m.WaitNewWorker(ctx, before)
 }
@@ -94,7 +94,7 @@ func (m *Master) WaitNewWorker(ctx context.Context, before Procs) (Procs, error)
 		case err != nil:
 			lastErr = err // the master re-executes itself during a reload
 		case now.Master.Failed > before.Master.Failed:
-			return now, fmt.Errorf("haproxy reload failed: the master counts %d failed reloads (was %d); see HAProxy's log", now.Master.Failed, before.Master.Failed)
+			return now, fmt.Errorf("%w: the master counts %d failed reloads (was %d); see HAProxy's log", ErrReloadFailed, now.Master.Failed, before.Master.Failed)
 		default:
 			if cur, ok := now.Current(); ok && !slices.Contains(old, cur.PID) {
 				return now, nil

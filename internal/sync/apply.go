@@ -35,6 +35,16 @@ type Applied struct {
 	// NotDynamic holds, by backend, HAProxy's refusal of `add server`: the
 	// backend cannot take dynamic servers.
 	NotDynamic map[string]error
+	// Deferred holds the backends with a Soft op HAProxy put off (a slot
+	// that still has connections): to be tried again later.
+	Deferred map[string]bool
+}
+
+func (a *Applied) deferred(backend string) {
+	if a.Deferred == nil {
+		a.Deferred = map[string]bool{}
+	}
+	a.Deferred[backend] = true
 }
 
 func (a *Applied) notDynamic(backend string, err error) {
@@ -133,6 +143,9 @@ func run(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, res 
 		for b, err := range o.res.NotDynamic {
 			res.notDynamic(b, err)
 		}
+		for b := range o.res.Deferred {
+			res.deferred(b)
+		}
 		for k := range o.failed {
 			failed[k] = true
 		}
@@ -184,8 +197,9 @@ func runOne(ctx context.Context, rt Runtime, ops []Op, failed map[string]bool, r
 	}
 	results, err := rt.Exec(ctx, cmds...)
 	for i, r := range results {
-		if r.Err != nil && sent[i].Soft {
+		if r.Err != nil && sent[i].Soft && (errors.Is(r.Err, runtime.ErrServerBusy) || errors.Is(r.Err, runtime.ErrNoSuchServer)) {
 			res.Skipped++
+			res.deferred(sent[i].Backend)
 			continue
 		}
 		if r.Err != nil {

@@ -104,20 +104,26 @@ func TestLoopGrowsAndShrinksDynamically(t *testing.T) {
 	}
 
 	// Down to 1 (shrink_after 0): the freed slots go to maint, then the
-	// trailing free ones are deleted down to min_slots; srv1 stays.
+	// trailing free ones are deleted down to min_slots; srv1 stays. srv8
+	// still has connections: its deletion waits, the sync does not fail.
+	f.set(func(f *fakeHAProxy) { f.busy = map[string]bool{"be_web/srv8": true} })
 	store.Publish([]string{"be_web"}, instances(1))
 	syncOnce(t, l)
-	f.set(func(f *fakeHAProxy) { f.busy = map[string]bool{"be_web/srv2": true} })
 	syncOnce(t, l)
-	if got := f.table("be_web"); got != "srv1=10.0.1.1:80/ready/1 srv2=10.0.1.2:80/maint/1" {
-		t.Fatalf("after shrink: %s", got)
+	if got := f.table("be_web"); got != "srv1=10.0.1.1:80/ready/1 srv2=10.0.1.2:80/maint/1 srv8=127.0.0.1:1/maint/1" {
+		t.Fatalf("after shrink with a busy slot: %s", got)
 	}
-	// srv2 has connections: deleting it waits, the sync does not fail.
 	if err := l.Status().LastErr; err != nil {
 		t.Fatalf("a busy slot failed the sync: %v", err)
 	}
 	if _, persists := r.get("be_web"); persists < 2 {
 		t.Fatalf("deleting slots was not persisted")
+	}
+	// Once its connections are gone, the next look deletes it.
+	f.set(func(f *fakeHAProxy) { f.busy = nil })
+	syncOnce(t, l)
+	if got := f.table("be_web"); got != "srv1=10.0.1.1:80/ready/1 srv2=10.0.1.2:80/maint/1" {
+		t.Fatalf("after the busy slot is free: %s", got)
 	}
 }
 

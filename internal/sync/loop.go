@@ -27,6 +27,10 @@ const (
 	// change, which undoes changes made to hapctl's slots behind its back.
 	DefaultResync = 30 * time.Second
 
+	// deferRetry is when a slot HAProxy would not delete yet (it still has
+	// connections) is tried again.
+	deferRetry = time.Second
+
 	retryBase = 50 * time.Millisecond
 	retryMax  = 2 * time.Second
 )
@@ -70,13 +74,14 @@ type Loop struct {
 	// dynamic servers, with why; they grow by reload.
 	NoDynamic map[string]string
 
-	kick     chan struct{}
-	low      map[string]time.Time // per backend: since when it uses <= 1/4 of its slots
-	fallback map[string]error     // backends whose `add server` HAProxy refused
-	pid      int                  // worker pid seen by the last read
-	reported map[string]report    // what was last logged per backend
-	measured map[string]time.Time // per backend, the Consul answer whose propagation was observed
-	byName   map[string]config.Backend
+	kick      chan struct{}
+	low       map[string]time.Time // per backend: since when it uses <= 1/4 of its slots
+	shrinking map[string]int       // per backend: the slot count a shrink under way heads for
+	fallback  map[string]error     // backends whose `add server` HAProxy refused
+	pid       int                  // worker pid seen by the last read
+	reported  map[string]report    // what was last logged per backend
+	measured  map[string]time.Time // per backend, the Consul answer whose propagation was observed
+	byName    map[string]config.Backend
 
 	mu     sync.Mutex
 	status Status
@@ -415,6 +420,10 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 				l.Log.Debug().Str("backend", o.Backend).Str("server", o.Server).Str("op", o.String()).Msg("runtime command")
 			}
 		}
+		for name := range applied.Deferred {
+			l.Log.Debug().Str("backend", name).Msg("a slot to delete still has connections: trying again in a second")
+			out.later[name] = time.Now().Add(deferRetry)
+		}
 		for name, err := range applied.NotDynamic {
 			l.fallBack(name, err)
 			out.again = append(out.again, name)
@@ -546,6 +555,7 @@ func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runti
 		target = l.shrinkTarget(name, be, sz, now, out)
 	} else {
 		delete(l.low, name)
+		delete(l.shrinking, name)
 	}
 	if !l.dynamic(name, be) {
 		if l.Resizer != nil {
@@ -595,6 +605,14 @@ func SizingOf(be config.Backend, d Desired, servers []runtime.ServerState) slot.
 // at most a quarter of its slots for shrink_after, or its slot count; until
 // then it schedules a look at the backend when the time is up.
 func (l *Loop) shrinkTarget(name string, be config.Backend, sz slot.Sizing, now time.Time, out *syncOutcome) int {
+	if to, ok := l.shrinking[name]; ok {
+		// A shrink under way (a slot HAProxy would not delete yet) goes on
+		// to where it was headed, as long as no instance needs the slots.
+		if t := max(to, sz.Highest, sz.Min); t < sz.Slots {
+			return t
+		}
+		delete(l.shrinking, name)
+	}
 	if !slot.Low(sz) {
 		delete(l.low, name)
 		return sz.Slots
@@ -611,7 +629,18 @@ func (l *Loop) shrinkTarget(name string, be config.Backend, sz slot.Sizing, now 
 		out.later[name] = due
 		return sz.Slots
 	}
-	return slot.Shrink(sz)
+	t := slot.Shrink(sz)
+	if t < sz.Slots {
+		// Remember where it heads without the slots still in service now,
+		// which go to maint in this sync.
+		free := sz
+		free.Highest = 0
+		if l.shrinking == nil {
+			l.shrinking = map[string]int{}
+		}
+		l.shrinking[name] = slot.Shrink(free)
+	}
+	return t
 }
 
 // dynamic reports whether a backend grows with `add server`.

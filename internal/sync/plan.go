@@ -37,9 +37,9 @@ type Op struct {
 	// service; it is sent only once the address change succeeded. (For a new
 	// slot: once `add server` succeeded.)
 	AfterAddr bool
-	// Soft marks an op whose refusal is expected at times and is no sync
-	// failure: `del server` of a slot that still has connections is tried
-	// again later.
+	// Soft marks an op that HAProxy may put off without it being a sync
+	// failure: `del server` of a slot that still has connections (or is
+	// gone already) is tried again later.
 	Soft bool
 }
 

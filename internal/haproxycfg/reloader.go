@@ -307,7 +307,7 @@ func (r *Reloader) Attempt(ctx context.Context, want map[string]int) (Outcome, e
 
 // rendering is the file as one reading of the runtime state makes it.
 type rendering struct {
-	snapshot string           // the `show servers state` answer it comes from
+	snapshot string // the `show servers state` answer it comes from
 	running  map[string]map[int]runtime.ServerState
 	want     map[string]int
 	data     []byte

@@ -54,6 +54,23 @@ func (a archive) bytes() []byte {
 	return b.Bytes()
 }
 
+// matchGolden fails t unless got is the archive's want section; with
+// -update it rewrites that section instead and returns false.
+func matchGolden(t *testing.T, path string, a archive, got []byte) bool {
+	t.Helper()
+	if *update {
+		a.files["want"] = string(got)
+		if err := os.WriteFile(path, a.bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if string(got) != a.files["want"] {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, a.files["want"])
+	}
+	return true
+}
+
 func parseSpecs(t *testing.T, s string) []SlotSpec {
 	t.Helper()
 	var out []SlotSpec
@@ -86,15 +103,8 @@ func TestEnsureSlotsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *update {
-				a.files["want"] = string(got)
-				if err := os.WriteFile(path, a.bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if string(got) != a.files["want"] {
-				t.Fatalf("got:\n%s\nwant:\n%s", got, a.files["want"])
+			if !matchGolden(t, path, a, got) {
+				return // rewritten
 			}
 			if (len(changes) == 0) != bytes.Equal(got, input) {
 				t.Fatalf("changes %v do not match the edit", changes)
@@ -206,15 +216,8 @@ func TestSetSlotsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *update {
-				a.files["want"] = string(got)
-				if err := os.WriteFile(path, a.bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if string(got) != a.files["want"] {
-				t.Fatalf("got:\n%s\nwant:\n%s", got, a.files["want"])
+			if !matchGolden(t, path, a, got) {
+				return // rewritten
 			}
 			assertOnlyAdded(t, input, got)
 			if err := Verify(got, []SlotSpec{{Backend: backend, Slots: len(states)}}); err != nil {

@@ -30,30 +30,40 @@ type Daemon struct {
 	reloader *haproxycfg.Reloader
 }
 
-// growthModes returns the backends with growth: dynamic that cannot take
-// dynamic servers, with why, as far as the HAProxy config tells, and those
-// whose default-server settings dynamic slots will not inherit.
-func growthModes(cfg *config.Config) (map[string]string, []string, error) {
+// growthModes says how each backend gets more slots, as far as the HAProxy
+// config tells.
+type growthModes struct {
+	dynamic    map[string]bool   // backends that grow with `add server`
+	notDynamic map[string]string // growth: dynamic backends that cannot, with why
+	// defaultServer lists dynamic backends with default-server settings,
+	// which slots added at runtime do not inherit.
+	defaultServer []string
+}
+
+func readGrowthModes(cfg *config.Config) (growthModes, error) {
 	data, err := os.ReadFile(cfg.HAProxy.ConfigFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading haproxy config: %w", err)
+		return growthModes{}, fmt.Errorf("reading haproxy config: %w", err)
 	}
 	parsed, err := haproxycfg.Parse(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cfg.HAProxy.ConfigFile, err)
+		return growthModes{}, fmt.Errorf("%s: %w", cfg.HAProxy.ConfigFile, err)
 	}
-	out, warnings := map[string]string{}, []string{}
+	g := growthModes{dynamic: map[string]bool{}, notDynamic: map[string]string{}}
 	for _, b := range cfg.Backends {
 		if b.Growth != config.GrowthDynamic {
 			continue
 		}
 		if why := parsed.DynamicSupport(b.Name, b.ServerOptions); why != "" {
-			out[b.Name] = why
-		} else if parsed.DefaultServer(b.Name) {
-			warnings = append(warnings, b.Name)
+			g.notDynamic[b.Name] = why
+			continue
+		}
+		g.dynamic[b.Name] = true
+		if parsed.DefaultServer(b.Name) {
+			g.defaultServer = append(g.defaultServer, b.Name)
 		}
 	}
-	return out, warnings, nil
+	return g, nil
 }
 
 // RunDaemon bootstraps the slots, then watches Consul and syncs HAProxy
@@ -79,25 +89,20 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 	defer func() { _ = ln.Close() }()
 
-	noDynamic, defaultServer, err := growthModes(cfg)
+	growth, err := readGrowthModes(cfg)
 	if err != nil {
 		return err
 	}
-	for _, b := range defaultServer {
+	for _, b := range growth.defaultServer {
 		log.Warn().Str("backend", b).Msg("the backend or its defaults has default-server settings, which slots added at runtime do not inherit: put them in server_options")
 	}
-	dynamic := map[string]bool{}
-	for _, b := range cfg.Backends {
-		if why, ok := noDynamic[b.Name]; ok {
-			log.Warn().Str("backend", b.Name).Str("why", why).Msg("growth: dynamic is not possible for this backend: it grows by reload")
-		} else if b.Growth == config.GrowthDynamic {
-			dynamic[b.Name] = true
-		}
+	for b, why := range growth.notDynamic {
+		log.Warn().Str("backend", b).Str("why", why).Msg("growth: dynamic is not possible for this backend: it grows by reload")
 	}
 	master := &runtime.Master{Socket: cfg.HAProxy.MasterSocket, Timeout: 10 * time.Second}
 	boot := &haproxycfg.Bootstrap{
 		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
-		Runtime: rt, Master: master, Log: log, Dynamic: dynamic,
+		Runtime: rt, Master: master, Log: log, Dynamic: growth.dynamic,
 	}
 	plan, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
 	if err != nil {
@@ -120,7 +125,7 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		OnFailure: func(stage string) { m.ReloadFailures.WithLabelValues(stage).Inc() },
 	}
 	d.loop = &sync.Loop{Backends: cfg.Backends, Source: d.store, Runtime: rt, Metrics: m, Log: log,
-		Resizer: d.reloader, NoDynamic: noDynamic}
+		Resizer: d.reloader, NoDynamic: growth.notDynamic}
 	d.reloader.OnDone = d.loop.Kick
 
 	srv := api.NewHTTPServer((&api.Server{Ready: d, Metrics: m.Handler(), Log: log}).Routes())

@@ -60,16 +60,12 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		return PlanReport{}, err
 	}
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
-	noDynamic, _, err := growthModes(cfg)
+	growth, err := readGrowthModes(cfg)
 	if err != nil {
 		return PlanReport{}, err
 	}
-	dynamic := map[string]bool{}
-	for _, b := range cfg.Backends {
-		dynamic[b.Name] = b.Growth == config.GrowthDynamic && noDynamic[b.Name] == ""
-	}
 	boot := &haproxycfg.Bootstrap{ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
-		Runtime: rt, Dynamic: dynamic}
+		Runtime: rt, Dynamic: growth.dynamic}
 	bp, err := boot.Plan(ctx, haproxycfg.SpecsFor(cfg.Backends))
 	if err != nil {
 		return PlanReport{}, err
@@ -112,10 +108,10 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 			in := sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers}
 			bpl.Desired = sync.Desire(in)
 			if !bpl.Desired.Guarded {
-				sz := sync.SizingOf(b, bpl.Desired, servers)
+				sz := sync.SizingOf(b, bpl.Desired, sync.Slots(servers))
 				if to := slot.Grow(sz); to > sz.Slots {
 					bpl.GrowFrom, bpl.GrowTo, bpl.GrowBy = sz.Slots, to, config.GrowthReload
-					if dynamic[b.Name] {
+					if growth.dynamic[b.Name] {
 						bpl.GrowBy = config.GrowthDynamic
 						in.Grow = to - sz.Slots
 						bpl.Desired = sync.Desire(in)

@@ -86,16 +86,6 @@ type Backend struct {
 	EmptyGuard    bool
 }
 
-// Backend returns the backend called name.
-func (c *Config) Backend(name string) (*Backend, bool) {
-	for i := range c.Backends {
-		if c.Backends[i].Name == name {
-			return &c.Backends[i], true
-		}
-	}
-	return nil, false
-}
-
 // file mirrors the YAML; pointers tell "absent" (take the default) from an
 // explicit zero (validate it).
 type file struct {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -77,7 +76,7 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 	if err != nil {
 		return BootstrapPlan{}, fmt.Errorf("%s: %w", b.ConfigFile, err)
 	}
-	running, missing, rerr := b.runningSlots(ctx, specs)
+	running, missing, rerr := runningSlots(ctx, b.Runtime, specs)
 	specs = slices.Clone(specs)
 	for i, s := range specs {
 		// Slots added at runtime (dynamic growth) belong in the file too.
@@ -114,7 +113,11 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 		}
 		if len(changes) > 0 || len(p.Stale) > 0 {
 			for _, s := range specs {
-				if data, err = RefreshSlots(data, s.Backend, running[s.Backend], s.Options); err != nil {
+				states := map[int]SlotState{}
+				for n := range running[s.Backend] {
+					states[n] = slotState(n, running[s.Backend])
+				}
+				if data, err = RefreshSlots(data, s.Backend, states, s.Options); err != nil {
 					return BootstrapPlan{}, err
 				}
 			}
@@ -129,7 +132,7 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 
 // runningSlots reads the slot servers each backend has in the running
 // HAProxy; a backend HAProxy does not know (missing) has none.
-func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[string]map[int]SlotState, map[string]bool, error) {
+func runningSlots(ctx context.Context, rt Runtime, specs []SlotSpec) (map[string]map[int]runtime.ServerState, map[string]bool, error) {
 	cmds := make([]runtime.Command, 0, len(specs))
 	for _, s := range specs {
 		c, err := runtime.ShowServersState(s.Backend)
@@ -138,14 +141,14 @@ func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[str
 		}
 		cmds = append(cmds, c)
 	}
-	results, err := b.Runtime.Exec(ctx, cmds...)
+	results, err := rt.Exec(ctx, cmds...)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make(map[string]map[int]SlotState, len(specs))
+	out := make(map[string]map[int]runtime.ServerState, len(specs))
 	missing := map[string]bool{}
 	for i, s := range specs {
-		states := map[int]SlotState{}
+		states := map[int]runtime.ServerState{}
 		out[s.Backend] = states
 		if results[i].Err != nil {
 			if errors.Is(results[i].Err, runtime.ErrNoSuchBackend) {
@@ -159,16 +162,9 @@ func (b *Bootstrap) runningSlots(ctx context.Context, specs []SlotSpec) (map[str
 			return nil, nil, err
 		}
 		for _, srv := range servers {
-			n, ok := slot.Index(srv.Name)
-			if !ok {
-				continue
+			if n, ok := slot.Index(srv.Name); ok {
+				states[n] = srv
 			}
-			st := SlotState{Index: n, Endpoint: netip.AddrPortFrom(srv.Addr, uint16(srv.Port)), Weight: srv.Weight,
-				Maint: srv.State() == runtime.StateMaint}
-			if !srv.Addr.IsValid() || srv.Port < 1 || srv.Port > 65535 {
-				st = SlotState{Index: n, Endpoint: PlaceholderEndpoint, Weight: srv.Weight, Maint: true}
-			}
-			states[n] = st
 		}
 	}
 	return out, missing, nil
@@ -214,18 +210,26 @@ func (b *Bootstrap) Apply(ctx context.Context, p BootstrapPlan) (bool, error) {
 		}
 	}
 	start := time.Now()
+	pid, reloaded, err := reload(ctx, b.Master, b.Runtime)
+	if err != nil {
+		return reloaded, err
+	}
+	b.Log.Info().Int("pid", pid).Dur("took_ms", time.Since(start)).Msg("haproxy reloaded with the slot lines")
+	return true, nil
+}
+
+// reload reloads HAProxy through the master CLI and waits, within
+// ReloadTimeout, until the new worker serves the stats socket. reloaded
+// tells whether a new worker started, also when waiting for it failed.
+func reload(ctx context.Context, m *runtime.Master, rt Runtime) (pid int, reloaded bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
 	defer cancel()
-	procs, err := b.Master.Reload(ctx)
+	procs, err := m.Reload(ctx)
 	if err != nil {
-		return false, fmt.Errorf("reloading haproxy through the master socket %s: %w", b.Master.Socket, err)
+		return 0, false, fmt.Errorf("reloading haproxy through the master socket %s: %w", m.Socket, err)
 	}
-	cur, _ := procs.Current()
-	if err := waitWorker(ctx, b.Runtime, cur.PID); err != nil {
-		return true, err
-	}
-	b.Log.Info().Int("pid", cur.PID).Dur("took_ms", time.Since(start)).Msg("haproxy reloaded with the slot lines")
-	return true, nil
+	w, _ := procs.Current()
+	return w.PID, true, waitWorker(ctx, rt, w.PID)
 }
 
 // waitWorker waits until the stats socket is served by the worker pid.

@@ -379,9 +379,13 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 		out.Reason = ReasonGrow
 	}
 	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
-	defer cancel()
-	procs, err := r.Master.Reload(rctx)
+	pid, reloaded, err := reload(ctx, r.Master, r.Runtime)
+	if reloaded {
+		out.Reloaded = true
+		if r.OnReload != nil {
+			r.OnReload(out.Reason)
+		}
+	}
 	if err != nil {
 		// Put the file back only when HAProxy says the reload failed (the
 		// old worker runs the old file) and nobody changed it since.
@@ -393,14 +397,6 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 				err = fmt.Errorf("%w; the previous config file is restored", err)
 			}
 		}
-		return out, r.fail(StageReload, fmt.Errorf("reloading haproxy through the master socket %s: %w", r.Master.Socket, err))
-	}
-	out.Reloaded = true
-	if r.OnReload != nil {
-		r.OnReload(out.Reason)
-	}
-	w, _ := procs.Current()
-	if err := waitWorker(rctx, r.Runtime, w.PID); err != nil {
 		return out, r.fail(StageReload, err)
 	}
 	if err := writeFile(r.ConfigFile+".last-good", rd.data); err != nil {
@@ -418,7 +414,7 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 		}
 		ev = r.Log.Warn().Strs("mismatches", out.Mismatches[:min(len(out.Mismatches), 10)]).Int("mismatched", len(out.Mismatches))
 	}
-	ev.Int("pid", w.PID).Str("reason", out.Reason).Dur("took_ms", took).Msg("haproxy reloaded with new slot lines")
+	ev.Int("pid", pid).Str("reason", out.Reason).Dur("took_ms", took).Msg("haproxy reloaded with new slot lines")
 	return out, nil
 }
 
@@ -544,35 +540,17 @@ func sameIndices(indices []int, run map[int]runtime.ServerState) bool {
 // (the snapshot the file and the state file were written from): address,
 // port, weight and admin state must have come through the reload.
 func (r *Reloader) verify(ctx context.Context, before map[string]map[int]runtime.ServerState) ([]string, error) {
-	cmds := make([]runtime.Command, 0, len(r.Backends))
-	for _, spec := range r.Backends {
-		c, err := runtime.ShowServersState(spec.Backend)
-		if err != nil {
-			return nil, err
-		}
-		cmds = append(cmds, c)
-	}
-	res, err := r.Runtime.Exec(ctx, cmds...)
+	after, missing, err := runningSlots(ctx, r.Runtime, r.Backends)
 	if err != nil {
 		return nil, fmt.Errorf("reading the new worker's servers state: %w", err)
 	}
 	var out []string
-	for i, spec := range r.Backends {
-		if res[i].Err != nil {
-			if errors.Is(res[i].Err, runtime.ErrNoSuchBackend) && len(before[spec.Backend]) == 0 {
-				continue
-			}
-			return nil, res[i].Err
+	for _, spec := range r.Backends {
+		if missing[spec.Backend] && len(before[spec.Backend]) > 0 {
+			out = append(out, fmt.Sprintf("%s: not in the new worker", spec.Backend))
 		}
-		after, err := runtime.ParseServersState(res[i].Answer)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range after {
-			n, ok := slot.Index(s.Name)
-			if !ok {
-				continue
-			}
+		for _, n := range slices.Sorted(maps.Keys(after[spec.Backend])) {
+			s := after[spec.Backend][n]
 			old, ok := before[spec.Backend][n]
 			if !ok {
 				continue // a new slot

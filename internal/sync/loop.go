@@ -549,7 +549,7 @@ func (l *Loop) reportErr(name string, err error) {
 // Resizer instead.
 func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runtime.ServerState, now time.Time, out *syncOutcome) (int, []Op) {
 	slots := Slots(servers)
-	sz := SizingOf(be, d, servers)
+	sz := SizingOf(be, d, slots)
 	target := slot.Grow(sz)
 	if target == sz.Slots {
 		target = l.shrinkTarget(name, be, sz, now, out)
@@ -587,9 +587,9 @@ func (l *Loop) resize(name string, be config.Backend, d Desired, servers []runti
 }
 
 // SizingOf returns what a backend's slot count depends on: its desired
-// state (without growth) and HAProxy's servers.
-func SizingOf(be config.Backend, d Desired, servers []runtime.ServerState) slot.Sizing {
-	slots := Slots(servers)
+// state (without growth) and its slots as HAProxy runs them (Slots of its
+// servers, in the order Desire saw them).
+func SizingOf(be config.Backend, d Desired, slots []runtime.ServerState) slot.Sizing {
 	sz := slot.Sizing{Slots: len(slots), Need: d.Bound() + len(d.Unplaced), Used: d.Bound(), Min: be.MinSlots, Max: be.MaxSlots}
 	for i, s := range slots {
 		if !d.Slots[i].Free() || s.State() != runtime.StateMaint {

@@ -26,6 +26,7 @@ type Store struct {
 	errs   map[string]error
 	dirty  map[string]struct{}
 	notify chan struct{}
+	drains drains
 }
 
 // NewStore returns an empty Store.

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hapctl/hapctl/internal/config"
 	"github.com/hapctl/hapctl/internal/consul"
@@ -18,12 +17,7 @@ import (
 
 // Override is an operator's drain or maint of one Consul instance. It wins
 // over Consul's health until it is lifted.
-type Override struct {
-	State  runtime.State // StateDrain or StateMaint
-	Reason string
-	By     string
-	At     time.Time
-}
+type Override = consul.Override
 
 // Input is everything the desired state of one backend depends on.
 type Input struct {
@@ -32,7 +26,7 @@ type Input struct {
 	// Actual is every server of the backend as HAProxy reports it; the slot
 	// servers among them (srv1..srvN) are the slots.
 	Actual    []runtime.ServerState
-	Overrides map[string]Override // by Consul service ID
+	Overrides consul.Overrides // by Consul service ID
 	// Grow is the number of slots to add: new slots that do not exist in
 	// HAProxy yet (Slot.New), numbered from the lowest free numbers and
 	// offered to instances after the existing free slots.

@@ -73,7 +73,7 @@ func syncOnce(t *testing.T, l *Loop) {
 func TestLoopGrowsAndShrinksDynamically(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
-	store := consul.NewStore()
+	store := newStore()
 	r := &fakeResizer{}
 	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
 	l.Resizer = r
@@ -131,7 +131,7 @@ func TestLoopFallsBackToReload(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
 	f.static = map[string]bool{"be_web": true}
-	store := consul.NewStore()
+	store := newStore()
 	r := &fakeResizer{}
 	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
 	l.Resizer = r
@@ -154,7 +154,7 @@ func TestLoopFallsBackToReload(t *testing.T) {
 func TestLoopShrinksByReloadAfterShrinkAfter(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 16)
-	store := consul.NewStore()
+	store := newStore()
 	r := &fakeResizer{}
 	be := growthBackend(config.GrowthReload)
 	be.ShrinkAfter = 300 * time.Millisecond

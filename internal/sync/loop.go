@@ -38,6 +38,9 @@ const (
 // Source is the latest view of Consul per backend (a *consul.Store).
 type Source interface {
 	Snapshot(backend string) (consul.Snapshot, bool)
+	// Overrides returns a backend's operator overrides, and false until the
+	// drains were read from Consul KV.
+	Overrides(backend string) (consul.Overrides, bool)
 	TakeDirty() []string
 	Notify() <-chan struct{}
 }
@@ -359,11 +362,12 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		}
 		l.reportErr(name, nil)
 		snap, ok := l.Source.Snapshot(name)
-		if !ok {
+		overrides, drainsRead := l.Source.Overrides(name)
+		if !ok || !drainsRead {
 			continue // Consul has not answered yet: leave HAProxy as it is
 		}
 		servers := actual.Servers[name]
-		in := Input{Backend: be, Snapshot: snap, Actual: servers}
+		in := Input{Backend: be, Snapshot: snap, Actual: servers, Overrides: overrides}
 		d := Desire(in)
 		var del []Op
 		if !d.Guarded {

@@ -48,7 +48,7 @@ func waitTable(t *testing.T, f *fakeHAProxy, backend, want string) {
 func TestLoopFollowsConsul(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 3)
-	store := consul.NewStore()
+	store := newStore()
 	l := newLoop(f, store, backend())
 	runLoop(t, l)
 
@@ -112,7 +112,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestLoopResyncsAfterWorkerChange(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
-	store := consul.NewStore()
+	store := newStore()
 	l := newLoop(f, store, backend())
 	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
 	runLoop(t, l)
@@ -137,7 +137,7 @@ func TestLoopRetriesWhenHAProxyIsDown(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 1)
 	f.down = errors.New("connection refused")
-	store := consul.NewStore()
+	store := newStore()
 	l := newLoop(f, store, backend())
 	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
 	runLoop(t, l)
@@ -153,7 +153,7 @@ func TestLoopRetriesWhenHAProxyIsDown(t *testing.T) {
 func TestLoopMissingBackendDoesNotStopOthers(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 1)
-	store := consul.NewStore()
+	store := newStore()
 	other := config.Backend{Name: "be_missing", Service: "api", MinSlots: 1, MaxSlots: 4, EmptyGuard: true}
 	l := newLoop(f, store, backend(), other)
 	// A failing backend backs off for an hour: were the others to wait for
@@ -173,7 +173,7 @@ func TestLoopMissingBackendDoesNotStopOthers(t *testing.T) {
 func TestLoopRebindsFreedSlotInNextSync(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
-	store := consul.NewStore()
+	store := newStore()
 	l := newLoop(f, store, backend())
 	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1), inst("b", "10.0.0.2", 80, 1)}, Passing: 2, At: time.Now()})
 	runLoop(t, l)
@@ -223,4 +223,38 @@ func TestRestartIsNoOp(t *testing.T) {
 			t.Fatalf("restart sent %q", c)
 		}
 	}
+}
+
+// newStore returns a Store whose drains were read (none).
+func newStore() *consul.Store {
+	s := consul.NewStore()
+	s.PublishDrains(nil)
+	return s
+}
+
+func TestLoopWaitsForDrainsThenAppliesThem(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	store := consul.NewStore()
+	l := newLoop(f, store, backend())
+	runLoop(t, l)
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("a", "10.0.0.1", 80, 1)}, Passing: 1, At: time.Now()})
+	// Consul answered but the drains were not read yet: an instance an
+	// operator drained must not be put in service, so nothing is sent.
+	published := time.Now()
+	l.Kick()
+	waitFor(t, func() bool { return l.Status().LastAttempt.After(published) })
+	for _, c := range f.commands() {
+		if strings.HasPrefix(c, "set ") {
+			t.Fatalf("command %q before the drains were read", c)
+		}
+	}
+	store.PublishDrains(map[string]consul.Overrides{"be_web": {"a": {State: runtime.StateDrain, Reason: "deploy", At: time.Now()}}})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/drain/1 srv2=127.0.0.1:1/maint/1")
+	if st := l.Status().Backends["be_web"]; st.Desired.Slots[0].Override == nil || st.Desired.Slots[0].Override.Reason != "deploy" {
+		t.Fatalf("status does not show the drain: %+v", st.Desired.Slots[0])
+	}
+	// A drain of another backend does not touch this one; lifting it does.
+	store.PublishDrains(map[string]consul.Overrides{"be_other": {"a": {State: runtime.StateMaint}}})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
 }

@@ -1,0 +1,316 @@
+package consul
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/hapctl/hapctl/internal/runtime"
+)
+
+// Limits on the free text of an override.
+const (
+	MaxReasonLen = 512
+	MaxByLen     = 256
+)
+
+// Override is an operator's drain or maint of one Consul instance, kept in
+// Consul KV at <kv_prefix>/drains/<backend>/<service id> so that every hapctl
+// of a fleet applies it. It wins over Consul's health until it is lifted.
+type Override struct {
+	State  runtime.State `json:"state"` // StateDrain or StateMaint
+	Reason string        `json:"reason,omitempty"`
+	By     string        `json:"by,omitempty"`
+	At     time.Time     `json:"at"`
+}
+
+// Validate checks an override before it is written or after it is read:
+// drain or maint, and reason and by as printable text of bounded length.
+func (o Override) Validate() error {
+	if o.State != runtime.StateDrain && o.State != runtime.StateMaint {
+		return fmt.Errorf("state must be drain or maint, not %s", o.State)
+	}
+	if err := validText(o.Reason, MaxReasonLen); err != nil {
+		return fmt.Errorf("reason: %w", err)
+	}
+	if err := validText(o.By, MaxByLen); err != nil {
+		return fmt.Errorf("by: %w", err)
+	}
+	return nil
+}
+
+// Same reports whether two overrides are one operator action.
+func (o Override) Same(p Override) bool {
+	return o.State == p.State && o.Reason == p.Reason && o.By == p.By && o.At.Equal(p.At)
+}
+
+// Overrides are the overrides of one backend by Consul service ID.
+type Overrides map[string]Override
+
+// DrainsPrefix is the KV folder of every backend's overrides.
+func DrainsPrefix(kvPrefix string) string {
+	return strings.Trim(kvPrefix, "/") + "/drains/"
+}
+
+// DrainKey is the KV key of one instance's override. The backend must be a
+// valid HAProxy name and the ID a valid service ID, so neither can hold '/'.
+func DrainKey(kvPrefix, backend, id string) (string, error) {
+	if err := runtime.ValidName(backend); err != nil {
+		return "", fmt.Errorf("backend: %w", err)
+	}
+	if err := ValidID(id); err != nil {
+		return "", fmt.Errorf("service ID %w", err)
+	}
+	return DrainsPrefix(kvPrefix) + backend + "/" + id, nil
+}
+
+// ParseDrains reads the pairs under DrainsPrefix into overrides by backend.
+// A key or value that does not parse is returned as an error per key and
+// skipped: a hand-written bad value never lifts or sets anything.
+func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []error) {
+	prefix := DrainsPrefix(kvPrefix)
+	out := map[string]Overrides{}
+	var errs []error
+	for _, p := range pairs {
+		if p == nil {
+			continue
+		}
+		rest, ok := strings.CutPrefix(p.Key, prefix)
+		if ok && (rest == "" || strings.HasSuffix(rest, "/") && len(p.Value) == 0) {
+			continue // a folder
+		}
+		backend, id, cut := strings.Cut(rest, "/")
+		if !ok || !cut {
+			errs = append(errs, fmt.Errorf("key %s: not %s<backend>/<service id>", printable(p.Key), prefix))
+			continue
+		}
+		if _, err := DrainKey(kvPrefix, backend, id); err != nil {
+			errs = append(errs, fmt.Errorf("key %s: %w", printable(p.Key), err))
+			continue
+		}
+		var o Override
+		dec := json.NewDecoder(strings.NewReader(string(p.Value)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o); err != nil {
+			errs = append(errs, fmt.Errorf("key %s: value is not an override: %w", p.Key, err))
+			continue
+		}
+		if err := o.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("key %s: %w", p.Key, err))
+			continue
+		}
+		if out[backend] == nil {
+			out[backend] = Overrides{}
+		}
+		out[backend][id] = o
+	}
+	return out, errs
+}
+
+// KVAPI is the part of consul/api's KV client drains need.
+type KVAPI interface {
+	List(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error)
+	Put(p *api.KVPair, q *api.WriteOptions) (*api.WriteMeta, error)
+	Delete(key string, w *api.WriteOptions) (*api.WriteMeta, error)
+}
+
+var _ KVAPI = (*api.KV)(nil)
+
+// PutDrain writes one instance's override.
+func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, backend, id string, o Override) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	key, err := DrainKey(kvPrefix, backend, id)
+	if err != nil {
+		return err
+	}
+	value, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("writing %s to consul kv: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteDrain removes one instance's override.
+func DeleteDrain(ctx context.Context, kv KVAPI, kvPrefix, backend, id string) error {
+	key, err := DrainKey(kvPrefix, backend, id)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Delete(key, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("deleting %s from consul kv: %w", key, err)
+	}
+	return nil
+}
+
+// DrainWatch runs a blocking query on the drains folder and publishes every
+// new answer to a Store.
+type DrainWatch struct {
+	KV         KVAPI
+	KVPrefix   string
+	Datacenter string
+	AllowStale bool
+	Store      *Store
+	Log        zerolog.Logger
+	WaitTime   time.Duration // 0: DefaultWaitTime
+	// OnError is called for each failed query.
+	OnError func(err error)
+
+	slack time.Duration // 0: callSlack; tests shorten it
+}
+
+// Run watches until ctx ends.
+func (w *DrainWatch) Run(ctx context.Context) {
+	q := newQuery(DefaultRate, DefaultBurst)
+	wait := w.WaitTime
+	if wait <= 0 {
+		wait = DefaultWaitTime
+	}
+	prefix := DrainsPrefix(w.KVPrefix)
+	log := w.Log.With().Str("kv", prefix).Logger()
+	known := map[string]bool{} // bad keys already logged
+	for {
+		if d := q.wait(time.Now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+w.callSlack())
+		opts := (&api.QueryOptions{
+			Datacenter: w.Datacenter, AllowStale: w.AllowStale, WaitIndex: q.index, WaitTime: wait,
+		}).WithContext(callCtx)
+		pairs, meta, err := w.KV.List(prefix, opts)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			q.failures++
+			if q.failures == 1 || q.failures%20 == 0 {
+				log.Warn().Err(err).Int("failures", q.failures).Msg("reading drains from consul kv failed; keeping the last known drains and retrying with backoff")
+			}
+			w.Store.FailDrains(err)
+			if w.OnError != nil {
+				w.OnError(err)
+			}
+			continue
+		}
+		recovered := q.failures > 0
+		if recovered {
+			log.Info().Int("failures", q.failures).Msg("consul kv answers again")
+		}
+		q.failures = 0
+		if !q.update(meta.LastIndex) && !recovered {
+			continue
+		}
+		drains, errs := ParseDrains(w.KVPrefix, pairs)
+		next := make(map[string]bool, len(errs))
+		for _, e := range errs {
+			next[e.Error()] = true
+			if !known[e.Error()] {
+				log.Warn().Err(e).Msg("skipping a drain in consul kv that does not parse")
+			}
+		}
+		known = next
+		w.Store.PublishDrains(drains)
+	}
+}
+
+func (w *DrainWatch) callSlack() time.Duration {
+	if w.slack > 0 {
+		return w.slack
+	}
+	return callSlack
+}
+
+// drains is the part of a Store that holds overrides.
+type drains struct {
+	loaded  bool
+	by      map[string]Overrides
+	changed map[string]time.Time // per backend: when its overrides last changed
+	err     error
+}
+
+// PublishDrains records every backend's overrides as read from Consul KV;
+// backends whose overrides changed are marked dirty.
+func (s *Store) PublishDrains(all map[string]Overrides) {
+	s.mu.Lock()
+	now := time.Now()
+	first := !s.drains.loaded
+	s.drains.loaded = true
+	s.drains.err = nil
+	if s.drains.changed == nil {
+		s.drains.changed = map[string]time.Time{}
+	}
+	for b := range unionKeys(s.drains.by, all) {
+		if first || !sameOverrides(s.drains.by[b], all[b]) {
+			s.drains.changed[b] = now
+			s.dirty[b] = struct{}{}
+		}
+	}
+	s.drains.by = all
+	s.mu.Unlock()
+	s.signal()
+}
+
+// FailDrains records that reading the drains failed; the last known drains
+// stay in force.
+func (s *Store) FailDrains(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drains.err = err
+}
+
+// Overrides returns a backend's overrides (shared: read-only), and whether
+// the drains were read at all. Until they were, nothing must be synced: an
+// instance that an operator drained would be put back in service.
+func (s *Store) Overrides(backend string) (Overrides, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drains.by[backend], s.drains.loaded
+}
+
+// DrainsChanged returns when a backend's overrides last changed (zero if
+// never).
+func (s *Store) DrainsChanged(backend string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drains.changed[backend]
+}
+
+// DrainsStatus returns whether the drains were ever read, and the error of
+// the last read if it failed.
+func (s *Store) DrainsStatus() (loaded bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drains.loaded, s.drains.err
+}
+
+func sameOverrides(a, b Overrides) bool {
+	return maps.EqualFunc(a, b, Override.Same)
+}
+
+func unionKeys(a, b map[string]Overrides) map[string]struct{} {
+	out := make(map[string]struct{}, len(a)+len(b))
+	for k := range a {
+		out[k] = struct{}{}
+	}
+	for k := range b {
+		out[k] = struct{}{}
+	}
+	return out
+}

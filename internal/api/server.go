@@ -3,10 +3,16 @@
 package api
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,11 +26,20 @@ type Readiness interface {
 	Ready() (bool, string)
 }
 
+// MaxBody bounds a request body: a drain reason is at most 512 bytes.
+const MaxBody = 16 << 10
+
+//go:embed openapi.json
+var openAPI []byte
+
 // Server serves the admin API.
 type Server struct {
 	Ready   Readiness
+	Service Service
 	Metrics http.Handler
-	Log     zerolog.Logger
+	// Token, when set, is the bearer token mutating calls need.
+	Token string
+	Log   zerolog.Logger
 }
 
 // Error is an error with an HTTP status.
@@ -44,6 +59,19 @@ func (s *Server) Routes() http.Handler {
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
 	r.Method(http.MethodGet, "/metrics", s.Metrics)
+	r.Get("/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	r.Get("/v1/backends", s.handle(s.backends))
+	r.Get("/v1/backends/{backend}", s.handle(s.backend))
+	r.Get("/v1/plan", s.handle(s.plan))
+	r.Group(func(r chi.Router) {
+		r.Use(s.authorize)
+		for _, action := range []string{ActionDrain, ActionMaint, ActionUndrain} {
+			r.Post("/v1/backends/{backend}/servers/{server}/"+action, s.handle(s.override(action)))
+		}
+	})
 	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Err: errors.New("no such route")}
 	}))
@@ -77,6 +105,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 
@@ -93,6 +122,144 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
 	return nil
+}
+
+func (s *Server) backends(w http.ResponseWriter, r *http.Request) error {
+	bs, err := s.Service.Backends(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"backends": bs})
+	return nil
+}
+
+func (s *Server) backend(w http.ResponseWriter, r *http.Request) error {
+	name, err := pathParam(r, "backend")
+	if err != nil {
+		return err
+	}
+	b, err := s.Service.Backend(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+func (s *Server) plan(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.Service.Plan(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// overrideBody is the optional body of drain, maint and undrain.
+type overrideBody struct {
+	Reason string `json:"reason"`
+	// By names who asked; default: the caller's address.
+	By string `json:"by"`
+}
+
+func (s *Server) override(action string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		backend, err := pathParam(r, "backend")
+		if err != nil {
+			return err
+		}
+		server, err := pathParam(r, "server")
+		if err != nil {
+			return err
+		}
+		var body overrideBody
+		if err := decodeBody(w, r, &body); err != nil {
+			return err
+		}
+		if body.By == "" {
+			body.By = caller(r)
+		}
+		res, err := s.Service.Override(r.Context(), OverrideRequest{Backend: backend, Server: server, Action: action, Reason: body.Reason, By: body.By})
+		if err != nil {
+			return err
+		}
+		status := http.StatusOK
+		if !res.Applied {
+			status = http.StatusAccepted
+		}
+		writeJSON(w, status, res)
+		return nil
+	}
+}
+
+// decodeBody reads an optional JSON object of at most MaxBody bytes.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is larger than %d bytes", MaxBody)}
+		}
+		return &Error{Status: http.StatusBadRequest, Err: fmt.Errorf("reading request body: %w", err)}
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &Error{Status: http.StatusBadRequest, Err: fmt.Errorf("request body is not valid JSON for this call: %w", err)}
+	}
+	if dec.More() {
+		return &Error{Status: http.StatusBadRequest, Err: errors.New("request body has data after the JSON object")}
+	}
+	return nil
+}
+
+// pathParam returns a path parameter, unescaped.
+func pathParam(r *http.Request, name string) (string, error) {
+	v, err := url.PathUnescape(chi.URLParam(r, name))
+	if err != nil {
+		return "", &Error{Status: http.StatusBadRequest, Err: fmt.Errorf("%s in the path: %w", name, err)}
+	}
+	return v, nil
+}
+
+// caller names the client for an override's "by": its address.
+func caller(r *http.Request) string {
+	if r.RemoteAddr == "" || r.RemoteAddr == "@" {
+		return "unix socket"
+	}
+	return r.RemoteAddr
+}
+
+// authorize requires the bearer token, when one is set: 401 without one,
+// 403 with a wrong one. Tokens are compared in constant time (as hashes, so
+// that not even the length leaks).
+func (s *Server) authorize(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(s.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hapctl"`)
+			s.handle(func(http.ResponseWriter, *http.Request) error {
+				return &Error{Status: http.StatusUnauthorized, Err: errors.New("this call needs a token: Authorization: Bearer <token> (hapctl --token or HAPCTL_TOKEN)")}
+			})(w, r)
+			return
+		}
+		got := sha256.Sum256([]byte(token))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			s.handle(func(http.ResponseWriter, *http.Request) error {
+				return &Error{Status: http.StatusForbidden, Err: errors.New("wrong token")}
+			})(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Listen opens the listen address: host:port, or unix:/path (a stale socket

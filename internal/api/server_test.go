@@ -21,7 +21,7 @@ func (f fakeReady) Ready() (bool, string) { return f.ok, f.reason }
 func serve(t *testing.T, ready Readiness, method, path string) (int, string, http.Header) {
 	t.Helper()
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hapctl_up 1\n") })
-	s := &Server{Ready: ready, Metrics: metrics, Log: zerolog.Nop()}
+	s := &Server{Ready: ready, Service: &fakeService{}, Metrics: metrics, Log: zerolog.Nop()}
 	rec := httptest.NewRecorder()
 	s.Routes().ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 	return rec.Code, rec.Body.String(), rec.Header()

@@ -128,7 +128,8 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		Resizer: d.reloader, NoDynamic: growth.notDynamic}
 	d.reloader.OnDone = d.loop.Kick
 
-	srv := api.NewHTTPServer((&api.Server{Ready: d, Metrics: m.Handler(), Log: log}).Routes())
+	svc := newService(cfg, d.loop, d.store, rt, client.KV())
+	srv := api.NewHTTPServer((&api.Server{Ready: d, Service: svc, Metrics: m.Handler(), Token: cfg.API.Token, Log: log}).Routes())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -157,7 +158,11 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
-	wg.Add(1)
+	drains := &hconsul.DrainWatch{KV: client.KV(), KVPrefix: cfg.Consul.KVPrefix,
+		Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale, Store: d.store, Log: log,
+		OnError: func(error) { m.ConsulErrors.Inc() }}
+	wg.Add(2)
+	go func() { defer wg.Done(); drains.Run(ctx) }()
 	go func() { defer wg.Done(); d.reloader.Run(ctx) }()
 	log.Info().Str("api", cfg.API.Listen).Int("backends", len(cfg.Backends)).Msg("hapctl running")
 	d.loop.Run(ctx)
@@ -194,6 +199,12 @@ func (d *Daemon) Ready() (bool, string) {
 		if _, ok := d.store.Snapshot(b.Name); !ok {
 			reasons = append(reasons, "no answer from consul yet for "+b.Name)
 		}
+	}
+	switch loaded, err := d.store.DrainsStatus(); {
+	case err != nil:
+		reasons = append(reasons, "reading drains from consul kv failed: "+err.Error())
+	case !loaded:
+		reasons = append(reasons, "drains not read from consul kv yet")
 	}
 	switch {
 	case st.LastErr != nil:

@@ -27,16 +27,9 @@ type PlanReport struct {
 
 // BackendPlan is one backend's part of a PlanReport.
 type BackendPlan struct {
-	Name     string
+	sync.Preview
 	Service  string
 	Snapshot hconsul.Snapshot
-	Desired  sync.Desired
-	Plan     sync.Plan
-	// GrowFrom and GrowTo are set when the backend needs more slots;
-	// GrowBy says how it gets them: config.GrowthDynamic or GrowthReload.
-	GrowFrom, GrowTo int
-	GrowBy           string
-	Err              error
 }
 
 // NeedsReload reports whether the next start or sync would reload HAProxy.
@@ -83,6 +76,10 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 			snaps[b] = hconsul.Snapshot{Instances: valid, Invalid: invalid, Passing: len(entries), Index: meta.LastIndex, At: time.Now()}
 		}
 	}
+	drains, err := readDrains(ctx, client, cfg.Consul)
+	if err != nil {
+		return PlanReport{}, err
+	}
 	var actual sync.Actual
 	if bp.Running {
 		names := make([]string, len(cfg.Backends))
@@ -94,7 +91,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		}
 	}
 	for _, b := range cfg.Backends {
-		bpl := BackendPlan{Name: b.Name, Service: b.Service, Snapshot: snaps[b.Name]}
+		bpl := BackendPlan{Preview: sync.Preview{Backend: b.Name}, Service: b.Service, Snapshot: snaps[b.Name]}
 		switch {
 		case !bp.Running:
 			bpl.Err = fmt.Errorf("haproxy does not answer on %s: %v", cfg.HAProxy.RuntimeSocket, bp.RuntimeErr)
@@ -105,20 +102,8 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 			if bp.NeedsReload() {
 				servers = withBootstrapSlots(servers, bp.Data, b.Name)
 			}
-			in := sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers}
-			bpl.Desired = sync.Desire(in)
-			if !bpl.Desired.Guarded {
-				sz := sync.SizingOf(b, bpl.Desired, sync.Slots(servers))
-				if to := slot.Grow(sz); to > sz.Slots {
-					bpl.GrowFrom, bpl.GrowTo, bpl.GrowBy = sz.Slots, to, config.GrowthReload
-					if growth.dynamic[b.Name] {
-						bpl.GrowBy = config.GrowthDynamic
-						in.Grow = to - sz.Slots
-						bpl.Desired = sync.Desire(in)
-					}
-				}
-			}
-			bpl.Plan = sync.MakePlan(bpl.Desired, servers)
+			in := sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers, Overrides: drains[b.Name]}
+			bpl.Preview = sync.PreviewBackend(in, growth.dynamic[b.Name])
 		}
 		report.Backends = append(report.Backends, bpl)
 	}
@@ -143,7 +128,7 @@ func (r PlanReport) Print(w io.Writer) {
 	var growByReload []string
 	for _, bp := range r.Backends {
 		if bp.GrowBy == config.GrowthReload {
-			growByReload = append(growByReload, bp.Name)
+			growByReload = append(growByReload, bp.Backend)
 		}
 	}
 	switch {
@@ -159,7 +144,7 @@ func (r PlanReport) Print(w io.Writer) {
 		fmt.Fprintln(w, "reload: no")
 	}
 	for _, bp := range r.Backends {
-		fmt.Fprintf(w, "\nbackend %s (service %s)", bp.Name, bp.Service)
+		fmt.Fprintf(w, "\nbackend %s (service %s)", bp.Backend, bp.Service)
 		if bp.Err != nil {
 			fmt.Fprintf(w, ": %v\n", bp.Err)
 			continue
@@ -204,4 +189,16 @@ func withBootstrapSlots(servers []runtime.ServerState, cfgData []byte, backend s
 		}
 	}
 	return out
+}
+
+// readDrains reads the operator overrides once. Entries that do not parse
+// are left out, as the daemon does.
+func readDrains(ctx context.Context, client *api.Client, c config.Consul) (map[string]hconsul.Overrides, error) {
+	q := (&api.QueryOptions{Datacenter: c.Datacenter, AllowStale: c.AllowStale}).WithContext(ctx)
+	pairs, _, err := client.KV().List(hconsul.DrainsPrefix(c.KVPrefix), q)
+	if err != nil {
+		return nil, fmt.Errorf("consul at %s: reading drains: %w", c.Address, err)
+	}
+	drains, _ := hconsul.ParseDrains(c.KVPrefix, pairs)
+	return drains, nil
 }

@@ -42,6 +42,10 @@ type Slot struct {
 	State    runtime.State
 	Weight   int
 	Override *Override
+	// Leaving marks a slot whose instance left Consul's passing set and that
+	// drains for removal_grace before it goes to maint. Its Instance is the
+	// endpoint HAProxy has, with no ID.
+	Leaving bool
 	// New marks a slot that HAProxy does not have yet: it is added with
 	// `add server` (dynamic growth).
 	New bool

@@ -85,9 +85,11 @@ type Loop struct {
 	reported  map[string]report    // what was last logged per backend
 	measured  map[string]time.Time // per backend, the Consul answer whose propagation was observed
 	byName    map[string]config.Backend
+	byNameMu  sync.Once
 
 	mu     sync.Mutex
 	status Status
+	synced chan struct{} // closed and replaced after every sync
 }
 
 type report struct {
@@ -118,6 +120,8 @@ type BackendStatus struct {
 	// reload.
 	Growth    string
 	GrowthWhy string
+	// Err is set when applying the plan failed.
+	Err error
 }
 
 // Status returns a copy of the loop's status.
@@ -139,6 +143,16 @@ func (l *Loop) names() []string {
 		out[i] = b.Name
 	}
 	return out
+}
+
+// Synced returns a channel that is closed when the next sync ends.
+func (l *Loop) Synced() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.synced == nil {
+		l.synced = make(chan struct{})
+	}
+	return l.synced
 }
 
 // Kick makes the loop look at every backend at once (after a reload).
@@ -441,6 +455,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		l.status.Backends = map[string]BackendStatus{}
 	}
 	for name, st := range states {
+		st.Err = out.errs[name]
 		l.status.Backends[name] = st
 	}
 	l.status.HAProxyPid = actual.Pid
@@ -476,6 +491,10 @@ func (l *Loop) setResult(at time.Time, names []string, errs map[string]error) {
 	}
 	if len(errs) == 0 {
 		l.status.LastSync = at
+	}
+	if l.synced != nil {
+		close(l.synced)
+		l.synced = nil
 	}
 	failing := make([]string, 0, len(l.status.errs))
 	for n := range l.status.errs {
@@ -677,12 +696,12 @@ func (l *Loop) fallBack(name string, err error) {
 
 // backend returns the config of a managed backend, from a map built once.
 func (l *Loop) backend(name string) config.Backend {
-	if l.byName == nil {
+	l.byNameMu.Do(func() {
 		l.byName = make(map[string]config.Backend, len(l.Backends))
 		for _, b := range l.Backends {
 			l.byName[b.Name] = b
 		}
-	}
+	})
 	return l.byName[name]
 }
 

@@ -49,7 +49,9 @@ func (f *fakeService) backend() Backend {
 	}
 }
 
-func (f *fakeService) Backends(context.Context) ([]Backend, error) { return []Backend{f.backend()}, nil }
+func (f *fakeService) Backends(context.Context) ([]Backend, error) {
+	return []Backend{f.backend()}, nil
+}
 
 func (f *fakeService) Backend(_ context.Context, name string) (Backend, error) {
 	if name != "be_web" {
@@ -288,4 +290,3 @@ func TestAuthorizeWithoutToken(t *testing.T) {
 		t.Fatalf("by = %q, want the caller's address", got)
 	}
 }
-

@@ -19,7 +19,7 @@ func TestResolveServer(t *testing.T) {
 	servers := []runtime.ServerState{
 		server("srv1", "10.0.0.1", 80, 0),
 		server("srv2", "10.0.0.2", 80, runtime.AdminForcedDrain),
-		server("srv3", "10.0.0.3", 80, 0),                      // its instance left Consul
+		server("srv3", "10.0.0.3", 80, 0),                        // its instance left Consul
 		server("srv4", "127.0.0.1", 1, runtime.AdminForcedMaint), // free
 		server("srv5", "2001:db8::1", 80, 0),
 		server("web_static", "10.0.0.99", 80, 0), // a user's server, not a slot

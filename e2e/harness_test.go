@@ -41,13 +41,20 @@ type bedOptions struct {
 	growth        string // "" for the default (dynamic)
 	shrinkAfter   string // "" for the default
 	reloadMin     string // haproxy.reload_min_interval; "" for the default
+	removalGrace  string // "" for the default (0s)
+	token         string // api.token
+	// consul is shared by the beds of a fleet; nil: the bed starts its own.
+	consul *testbed.Consul
 }
 
 // newBed starts Consul and HAProxy with a user config holding a frontend and
 // an empty backend be_web; hapctl is started by startHapctl.
 func newBed(t testing.TB, opts bedOptions) *bed {
 	t.Helper()
-	b := &bed{t: t, consul: testbed.StartConsul(t), haproxy: testbed.NewHAProxy(t)}
+	b := &bed{t: t, consul: opts.consul, haproxy: testbed.NewHAProxy(t)}
+	if b.consul == nil {
+		b.consul = testbed.StartConsul(t)
+	}
 	port := testbed.FreePort(t)
 	b.frontend = fmt.Sprintf("http://127.0.0.1:%d/", port)
 	b.haproxy.Start(b.haproxy.Preamble() + fmt.Sprintf(`
@@ -72,14 +79,15 @@ haproxy:
   binary: %s
 %sapi:
   listen: %s
-backends:
+%sbackends:
   - name: be_web
     service: web
     min_slots: %d
     server_options: %q
 %s`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
-		testbed.HAProxyBin(t), optional("  ", "reload_min_interval", opts.reloadMin), b.apiAddr, opts.minSlots, opts.serverOptions,
-		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)))
+		testbed.HAProxyBin(t), optional("  ", "reload_min_interval", opts.reloadMin), b.apiAddr, optional("  ", "token", opts.token),
+		opts.minSlots, opts.serverOptions,
+		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)+optional("    ", "removal_grace", opts.removalGrace)))
 	return b
 }
 
@@ -205,12 +213,15 @@ func (b *bed) register(id string, be *backend, weight int) {
 	b.consul.Register(reg, api.HealthPassing)
 }
 
-// backend is a small HTTP server that counts its requests.
+// backend is a small HTTP server that counts its requests. A request for
+// /slow is held until release is closed.
 type backend struct {
 	name     string
 	host     string
 	port     int
 	requests atomic.Int64
+	slow     atomic.Int64 // /slow requests in flight
+	release  chan struct{}
 	srv      *http.Server
 }
 
@@ -222,9 +233,19 @@ func startBackend(t testing.TB, name string) *backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &backend{name: name, host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port}
+	be := &backend{name: name, host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port, release: make(chan struct{})}
 	be.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		be.requests.Add(1)
+		if r.URL.Path == "/slow" {
+			be.slow.Add(1)
+			defer be.slow.Add(-1)
+			select {
+			case <-be.release:
+			case <-r.Context().Done():
+				return
+			}
+		} else {
+			be.requests.Add(1)
+		}
 		_, _ = io.WriteString(w, be.name)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = be.srv.Serve(l) }()

@@ -37,7 +37,7 @@ at the passing instances of Consul services, through HAProxy's runtime API.`,
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newDaemonCmd(g), newPlanCmd(), newValidateCmd(), newVersionCmd())
+	root.AddCommand(newDaemonCmd(g), newStatusCmd(), newDrainCmd(), newUndrainCmd(), newMaintCmd(), newPlanCmd(), newValidateCmd(), newVersionCmd())
 	// Unknown subcommands and wrong argument counts are usage errors too.
 	root.Args = usageArgs(cobra.NoArgs)
 	root.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -270,6 +270,10 @@ func TestReloaderCoalesces(t *testing.T) {
 		if n := strings.Count(b.slots(), "srv"); n != 64 {
 			return fmt.Errorf("%d slots", n)
 		}
+		// The new worker can answer before the reloader records the reload.
+		if !b.r.Status().LastReload.After(first) {
+			return errors.New("reload not recorded yet")
+		}
 		return nil
 	})
 	if gap := b.r.Status().LastReload.Sub(first); gap < b.r.MinInterval {

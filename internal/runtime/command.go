@@ -177,3 +177,12 @@ func isServersState(answer string) bool {
 func ShowInfo() Command {
 	return Command{text: "show info", expect: func(a string) bool { return strings.HasPrefix(a, "Name: ") }}
 }
+
+// ShowStat builds `show stat <backend> 4 -1`: the stats of every server of
+// one backend; parse its answer with ParseSessions.
+func ShowStat(backend string) (Command, error) {
+	if err := ValidName(backend); err != nil {
+		return Command{}, fmt.Errorf("backend: %w", err)
+	}
+	return Command{text: "show stat " + backend + " 4 -1", expect: func(a string) bool { return strings.HasPrefix(a, "# pxname,") }}, nil
+}

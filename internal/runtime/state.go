@@ -272,3 +272,44 @@ func ParseInfo(answer string) (Info, error) {
 	}
 	return in, nil
 }
+
+// ParseSessions reads the answer to `show stat` into the sessions each
+// server is serving or has queued (scur + qcur), by server name.
+func ParseSessions(answer string) (map[string]int, error) {
+	lines := strings.Split(strings.TrimRight(answer, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "# ") {
+		return nil, fmt.Errorf("%w: show stat: missing header, got %q", ErrProtocol, firstLine(answer))
+	}
+	col := map[string]int{}
+	for i, name := range strings.Split(strings.TrimPrefix(lines[0], "# "), ",") {
+		col[name] = i
+	}
+	for _, name := range []string{"svname", "scur", "qcur"} {
+		if _, ok := col[name]; !ok {
+			return nil, fmt.Errorf("%w: show stat: header has no %s column", ErrProtocol, name)
+		}
+	}
+	out := make(map[string]int, len(lines)-1)
+	for n, line := range lines[1:] {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) <= max(col["svname"], col["scur"], col["qcur"]) {
+			return nil, fmt.Errorf("%w: show stat line %d: %d fields, fewer than the header", ErrProtocol, n+2, len(f))
+		}
+		total := 0
+		for _, c := range []string{"scur", "qcur"} {
+			if f[col[c]] == "" {
+				continue
+			}
+			v, err := strconv.Atoi(f[col[c]])
+			if err != nil {
+				return nil, fmt.Errorf("%w: show stat line %d: %s: %v", ErrProtocol, n+2, c, err)
+			}
+			total += v
+		}
+		out[f[col["svname"]]] = total
+	}
+	return out, nil
+}

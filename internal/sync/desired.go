@@ -27,6 +27,9 @@ type Input struct {
 	// servers among them (srv1..srvN) are the slots.
 	Actual    []runtime.ServerState
 	Overrides consul.Overrides // by Consul service ID
+	// Expired lists the leaving slots whose removal_grace is over (the time
+	// is up, or no session is left): they go to maint.
+	Expired map[string]bool
 	// Grow is the number of slots to add: new slots that do not exist in
 	// HAProxy yet (Slot.New), numbered from the lowest free numbers and
 	// offered to instances after the existing free slots.
@@ -174,6 +177,11 @@ func Desire(in Input) Desired {
 		case !d.Slots[i].Free():
 		case s.State() == runtime.StateMaint:
 			free = append(free, i)
+		case in.Backend.RemovalGrace > 0 && !in.Expired[s.Name] && s.Addr.IsValid():
+			// Its instance left Consul's passing set: it drains at its
+			// address until the grace is over.
+			d.Slots[i] = Slot{Name: s.Name, Instance: &consul.Instance{Addr: s.Addr, Port: s.Port, Weight: s.Weight},
+				State: runtime.StateDrain, Weight: s.Weight, Leaving: true}
 		default:
 			d.Freed++
 		}

@@ -23,6 +23,7 @@ type fakeHAProxy struct {
 	refuse   func(cmd string) string // non-empty: the answer refusing cmd
 	static   map[string]bool         // backends that refuse dynamic servers
 	busy     map[string]bool         // "backend/server" with connections: del server refuses
+	sessions map[string]int          // "backend/server": sessions `show stat` reports
 	down     error                   // the socket fails
 	cutAfter int                     // >0: connection drops after this many answers
 	sent     []string                // every command received
@@ -81,6 +82,18 @@ func (f *fakeHAProxy) answer(cmd string) string {
 		for i, s := range servers {
 			fmt.Fprintf(&b, "3 %s %d %s %s 2 %d %d 1 %d\n", w[3], i+1, s.Name, s.Addr, s.Admin, s.Weight, s.Port)
 		}
+		return b.String()
+	case len(w) == 5 && w[0] == "show" && w[1] == "stat":
+		servers, ok := f.backends[w[2]]
+		if !ok {
+			return "ERR Can't find backend."
+		}
+		var b strings.Builder
+		b.WriteString("# pxname,svname,qcur,qmax,scur,smax,\n")
+		for _, s := range servers {
+			fmt.Fprintf(&b, "%s,%s,0,0,%d,9,\n", w[2], s.Name, f.sessions[w[2]+"/"+s.Name])
+		}
+		fmt.Fprintf(&b, "%s,BACKEND,0,0,0,9,\n", w[2])
 		return b.String()
 	case len(w) >= 5 && w[0] == "add" && w[1] == "server":
 		be, name, _ := strings.Cut(w[2], "/")

@@ -27,6 +27,10 @@ const (
 	// change, which undoes changes made to hapctl's slots behind its back.
 	DefaultResync = 30 * time.Second
 
+	// leavePoll is how often the sessions of a slot draining for
+	// removal_grace are counted.
+	leavePoll = 250 * time.Millisecond
+
 	// deferRetry is when a slot HAProxy would not delete yet (it still has
 	// connections) is tried again.
 	deferRetry = time.Second
@@ -78,12 +82,13 @@ type Loop struct {
 	NoDynamic map[string]string
 
 	kick      chan struct{}
-	low       map[string]time.Time // per backend: since when it uses <= 1/4 of its slots
-	shrinking map[string]int       // per backend: the slot count a shrink under way heads for
-	fallback  map[string]error     // backends whose `add server` HAProxy refused
-	pid       int                  // worker pid seen by the last read
-	reported  map[string]report    // what was last logged per backend
-	measured  map[string]time.Time // per backend, the Consul answer whose propagation was observed
+	low       map[string]time.Time            // per backend: since when it uses <= 1/4 of its slots
+	shrinking map[string]int                  // per backend: the slot count a shrink under way heads for
+	leaving   map[string]map[string]time.Time // per backend and slot: since when it drains for removal_grace
+	fallback  map[string]error                // backends whose `add server` HAProxy refused
+	pid       int                             // worker pid seen by the last read
+	reported  map[string]report               // what was last logged per backend
+	measured  map[string]time.Time            // per backend, the Consul answer whose propagation was observed
 	byName    map[string]config.Backend
 	byNameMu  sync.Once
 
@@ -323,6 +328,13 @@ type syncOutcome struct {
 	later  map[string]time.Time // backends to sync again at a time (a shrink coming due)
 }
 
+// lookAt schedules a look at a backend at a time, keeping the earliest.
+func (o *syncOutcome) lookAt(name string, at time.Time) {
+	if cur, ok := o.later[name]; !ok || at.Before(cur) {
+		o.later[name] = at
+	}
+}
+
 // Sync reconciles the named backends once and returns their errors, joined.
 func (l *Loop) Sync(ctx context.Context, names []string) error {
 	out := l.sync(ctx, names)
@@ -382,6 +394,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		}
 		servers := actual.Servers[name]
 		in := Input{Backend: be, Snapshot: snap, Actual: servers, Overrides: overrides}
+		in.Expired = l.expired(ctx, name, be, servers, start)
 		d := Desire(in)
 		var del []Op
 		if !d.Guarded {
@@ -389,6 +402,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 				d = Desire(in)
 			}
 		}
+		l.trackLeaving(name, be, d, start, &out)
 		p := MakePlan(d, servers)
 		p.Ops = append(p.Ops, del...)
 		l.reportPlan(name, d, p)
@@ -440,7 +454,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		}
 		for name := range applied.Deferred {
 			l.Log.Debug().Str("backend", name).Msg("a slot to delete still has connections: trying again in a second")
-			out.later[name] = time.Now().Add(deferRetry)
+			out.lookAt(name, time.Now().Add(deferRetry))
 		}
 		for name, err := range applied.NotDynamic {
 			l.fallBack(name, err)
@@ -649,7 +663,7 @@ func (l *Loop) shrinkTarget(name string, be config.Backend, sz slot.Sizing, now 
 		l.low[name] = now
 	}
 	if due := since.Add(be.ShrinkAfter); now.Before(due) {
-		out.later[name] = due
+		out.lookAt(name, due)
 		return sz.Slots
 	}
 	t := slot.Shrink(sz)
@@ -664,6 +678,88 @@ func (l *Loop) shrinkTarget(name string, be config.Backend, sz slot.Sizing, now 
 		l.shrinking[name] = slot.Shrink(free)
 	}
 	return t
+}
+
+// expired returns the slots of a backend that drain for removal_grace and
+// are done: the grace is up, or HAProxy counts no session on them.
+func (l *Loop) expired(ctx context.Context, name string, be config.Backend, servers []runtime.ServerState, now time.Time) map[string]bool {
+	leaving := l.leaving[name]
+	if len(leaving) == 0 {
+		return nil
+	}
+	out := map[string]bool{}
+	var draining []string
+	for _, s := range servers {
+		since, ok := leaving[s.Name]
+		switch {
+		case !ok:
+		case now.Sub(since) >= be.RemovalGrace:
+			out[s.Name] = true
+		case s.State() == runtime.StateDrain:
+			draining = append(draining, s.Name)
+		}
+	}
+	if len(draining) == 0 {
+		return out
+	}
+	sessions, err := l.sessions(ctx, name)
+	if err != nil {
+		l.Log.Warn().Err(err).Str("backend", name).Msg("counting the sessions of leaving slots failed; they drain until removal_grace is up")
+		return out
+	}
+	for _, n := range draining {
+		if sessions[n] == 0 {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+func (l *Loop) sessions(ctx context.Context, backend string) (map[string]int, error) {
+	cmd, err := runtime.ShowStat(backend)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.Runtime.Exec(ctx, cmd)
+	if err == nil && res[0].Err != nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return runtime.ParseSessions(res[0].Answer)
+}
+
+// trackLeaving records since when each leaving slot drains and schedules
+// the next look at the backend: when a grace is up, or to count sessions.
+func (l *Loop) trackLeaving(name string, be config.Backend, d Desired, now time.Time, out *syncOutcome) {
+	prev := l.leaving[name]
+	cur := map[string]time.Time{}
+	next := now.Add(leavePoll)
+	for _, s := range d.Slots {
+		if !s.Leaving {
+			continue
+		}
+		since, ok := prev[s.Name]
+		if !ok {
+			since = now
+			l.Log.Info().Str("backend", name).Str("server", s.Name).Str("endpoint", s.Instance.Endpoint().String()).
+				Dur("removal_grace", be.RemovalGrace).Msg("instance left consul's passing set: draining before maint")
+		}
+		cur[s.Name] = since
+		if due := since.Add(be.RemovalGrace); due.Before(next) {
+			next = due
+		}
+	}
+	if len(cur) == 0 {
+		delete(l.leaving, name)
+		return
+	}
+	if l.leaving == nil {
+		l.leaving = map[string]map[string]time.Time{}
+	}
+	l.leaving[name] = cur
+	out.lookAt(name, next)
 }
 
 // dynamic reports whether a backend grows with `add server`.

@@ -108,11 +108,6 @@ func (b *bed) consulAnswer(tb testing.TB) func(start time.Time) time.Duration {
 
 func reportPercentiles(b *testing.B, total, consulOnly []time.Duration) {
 	b.StopTimer()
-	pct := func(d []time.Duration, p float64) float64 {
-		d = slices.Clone(d)
-		slices.Sort(d)
-		return float64(d[int(float64(len(d)-1)*p)].Microseconds()) / 1000
-	}
 	b.ReportMetric(pct(total, 0.50), "p50-ms")
 	b.ReportMetric(pct(total, 0.99), "p99-ms")
 	b.ReportMetric(pct(total, 1), "max-ms")
@@ -125,4 +120,11 @@ func reportPercentiles(b *testing.B, total, consulOnly []time.Duration) {
 	b.ReportMetric(pct(consulOnly, 0.99), "consul-p99-ms")
 	b.Logf("%d trials: change sent -> HAProxy shows it p50 %.2f ms, p99 %.2f ms, max %.2f ms; change sent -> Consul answers a blocking query p50 %.2f ms, p99 %.2f ms",
 		len(total), pct(total, 0.5), pct(total, 0.99), pct(total, 1), pct(consulOnly, 0.5), pct(consulOnly, 0.99))
+}
+
+// pct is the p-quantile of d in milliseconds.
+func pct(d []time.Duration, p float64) float64 {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return float64(d[int(float64(len(d)-1)*p)].Microseconds()) / 1000
 }

@@ -59,7 +59,7 @@ func hapctlEnv(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 // post calls a mutating API route and decodes the answer.
-func post(t *testing.T, b *bed, token, path, body string, out any) int {
+func post(t testing.TB, b *bed, token, path, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+b.apiAddr+path, strings.NewReader(body))
 	if err != nil {
@@ -164,6 +164,17 @@ func TestFleetDrains(t *testing.T) {
 		t.Fatalf("node A: %s is %s right after the drain call returned", s.Name, s.State())
 	}
 	b.waitSlot(target.endpoint(), runtime.StateDrain, -1)
+	for _, n := range f.nodes {
+		if v := n.metric(`hapctl_slots{backend="be_web",state="drain"}`); v != 1 {
+			t.Fatalf("hapctl_slots drain = %v, want 1", v)
+		}
+		if v := n.metric(`hapctl_slots{backend="be_web",state="ready"}`); v != 2 {
+			t.Fatalf("hapctl_slots ready = %v, want 2", v)
+		}
+		if v := n.metric("hapctl_propagation_seconds_count"); v < 1 {
+			t.Fatalf("hapctl_propagation_seconds observed %v times", v)
+		}
+	}
 	if keys := f.drainKeys(t); len(keys) != 1 || keys[0] != "hapctl/drains/be_web/"+target.name {
 		t.Fatalf("drain keys in consul: %v", keys)
 	}
@@ -281,5 +292,70 @@ func TestFleetDrains(t *testing.T) {
 	}
 	if s, _ := a.slotOf(target.endpoint()); s.State() != runtime.StateReady {
 		t.Fatalf("after a failed drain: %s is %s", s.Name, s.State())
+	}
+}
+
+// TestRemovalGrace deregisters an instance that serves a long request: its
+// slot drains, the request completes, and the slot goes to maint once HAProxy
+// counts no session on it, long before removal_grace is up.
+func TestRemovalGrace(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 4, removalGrace: "1m"})
+	backends := []*backend{startBackend(t, "web-1"), startBackend(t, "web-2")}
+	for _, be := range backends {
+		b.register(be.name, be, 1)
+	}
+	b.startHapctl()
+	for _, be := range backends {
+		b.waitSlot(be.endpoint(), runtime.StateReady, -1)
+	}
+	l := startLoad(t, b.frontend, 2, 5*time.Millisecond)
+	slowDone := make(chan string, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 25 * time.Second}).Get(b.frontend + "slow")
+		if err != nil {
+			slowDone <- "error: " + err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		slowDone <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}()
+	var leaving *backend
+	testbed.Eventually(t, 10*time.Second, "the long request reaches a backend", func() error {
+		for _, be := range backends {
+			if be.slow.Load() > 0 {
+				leaving = be
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	b.consul.Deregister(leaving.name)
+	b.waitSlot(leaving.endpoint(), runtime.StateDrain, -1)
+	var leavingSlot hapi.Slot
+	for _, s := range b.backendView().Slots {
+		if s.Address+":"+fmt.Sprint(s.Port) == leaving.endpoint() {
+			leavingSlot = s
+		}
+	}
+	if !leavingSlot.Leaving || leavingSlot.ServiceID != "" {
+		t.Fatalf("status of the leaving slot: %+v", leavingSlot)
+	}
+	served := leaving.requests.Load()
+	l.waitMore(t, 100)
+	if s, _ := b.slotOf(leaving.endpoint()); s.State() != runtime.StateDrain {
+		t.Fatalf("with a session open the slot is %s, want drain", s.State())
+	}
+	if n := leaving.requests.Load() - served; n != 0 {
+		t.Fatalf("the leaving server got %d new requests", n)
+	}
+	close(leaving.release)
+	if got := <-slowDone; got != "200 "+leaving.name {
+		t.Fatalf("long request: %s", got)
+	}
+	b.waitSlot(leaving.endpoint(), runtime.StateMaint, -1)
+	l.finish()
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed: %v", l.failed.Load(), l.sent.Load(), l.errors)
 	}
 }

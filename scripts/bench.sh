@@ -7,6 +7,8 @@
 #   growth       1 -> 1000 instances under keep-alive load, reload and dynamic mode:
 #                reloads, failed requests, time until all serve
 #   new slot     an instance that needs a new slot -> serving (20 trials per mode)
+#   fleet drain  drain/undrain call -> applied on every node of 3 HAProxy + hapctl
+#                pairs on one Consul (200 trials)
 #   apply        1000 slot changes through the executor into a real HAProxy
 #   plan         desired state + plan for 1k/10k/50k slots (pure, allocations)
 set -euo pipefail
@@ -20,8 +22,9 @@ out=.bench/results.txt
 	go test -count=1 -run '^$' -bench 'BenchmarkPropagation' -benchtime 60x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkGrowth' -benchtime 1x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkNewSlotToServing' -benchtime 20x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkFleetDrain' -benchtime 200x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000/' -benchtime 50x ./internal/sync
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000Servers' -benchtime 50x ./internal/runtime
 	go test -count=1 -run '^$' -bench 'BenchmarkPlan' -benchmem ./internal/sync
-} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+(growth_)?bench_test)' | tee "$out"
+} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+(growth_|fleet_)?bench_test)' | tee "$out"
 echo "results in $out" >&2

@@ -161,7 +161,12 @@ if [ "$SMOKE" = --smoke ]; then
 	wait_for "web-2 out" 30 bash -c "echo 'show servers state be_web' | socat - UNIX-CONNECT:$RUN/admin.sock | awk '\$19==9002 && \$7%2==1' | grep -q ."
 	[ "$(reloads)" = "$r0" ] || die "haproxy reloaded while instances came and went"
 	"$BIN/hapctl" plan --config "$DEMO_DIR/hapctl.yaml" | grep -q "no runtime changes" || die "plan is not empty after the sync"
-	say "smoke test passed: traffic reached every instance, changes applied without reload"
+	export HAPCTL_ADDR="http://127.0.0.1:$API_PORT"
+	"$BIN/hapctl" drain be_web web-3 --reason smoke >&2 || die "hapctl drain failed"
+	"$BIN/hapctl" status be_web | grep -q 'drain by .*"smoke"' || die "hapctl status does not show the drain"
+	"$BIN/hapctl" undrain be_web web-3 >&2 || die "hapctl undrain failed"
+	[ "$(reloads)" = "$r0" ] || die "haproxy reloaded for a drain"
+	say "smoke test passed: traffic reached every instance, changes and a drain applied without reload"
 	exit 0
 fi
 
@@ -170,6 +175,10 @@ cat >&2 <<MSG
   hapctl demo is running. Try, in another terminal:
 
     curl http://127.0.0.1:$FRONTEND_PORT/                     # answered by web-1, web-2, web-3 in turn
+    export HAPCTL_ADDR=http://127.0.0.1:$API_PORT
+    $BIN/hapctl status                                     # slots, instances, states, drains
+    $BIN/hapctl drain be_web web-2 --reason "try it"       # no new requests to web-2; kept in Consul KV
+    $BIN/hapctl undrain be_web web-2
     $BIN/hapctl plan --config $DEMO_DIR/hapctl.yaml
     curl http://127.0.0.1:$API_PORT/readyz; curl -s http://127.0.0.1:$API_PORT/metrics | grep ^hapctl_
     echo "show servers state be_web" | socat - UNIX-CONNECT:$RUN/admin.sock

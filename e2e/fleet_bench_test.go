@@ -80,4 +80,3 @@ func (f *fleet) pollAll(tb testing.TB, endpoint string, state runtime.State, sta
 	}
 	return last
 }
-

@@ -198,6 +198,8 @@ func (d *Daemon) Ready() (bool, string) {
 	for _, b := range d.cfg.Backends {
 		if _, ok := d.store.Snapshot(b.Name); !ok {
 			reasons = append(reasons, "no answer from consul yet for "+b.Name)
+		} else if _, synced := st.Backends[b.Name]; !synced && st.HAProxyErr == nil {
+			reasons = append(reasons, "not synced yet: "+b.Name)
 		}
 	}
 	switch loaded, err := d.store.DrainsStatus(); {

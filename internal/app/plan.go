@@ -191,14 +191,15 @@ func withBootstrapSlots(servers []runtime.ServerState, cfgData []byte, backend s
 	return out
 }
 
-// readDrains reads the operator overrides once. Entries that do not parse
-// are left out, as the daemon does.
+// readDrains reads the operator overrides once. An instance whose value
+// does not parse counts as drained, as in a daemon that starts.
 func readDrains(ctx context.Context, client *api.Client, c config.Consul) (map[string]hconsul.Overrides, error) {
 	q := (&api.QueryOptions{Datacenter: c.Datacenter, AllowStale: c.AllowStale}).WithContext(ctx)
 	pairs, _, err := client.KV().List(hconsul.DrainsPrefix(c.KVPrefix), q)
 	if err != nil {
 		return nil, fmt.Errorf("consul at %s: reading drains: %w", c.Address, err)
 	}
-	drains, _ := hconsul.ParseDrains(c.KVPrefix, pairs)
+	drains, errs := hconsul.ParseDrains(c.KVPrefix, pairs)
+	hconsul.KeepUnreadable(drains, errs, func(string, string) (hconsul.Override, bool) { return hconsul.Override{}, false })
 	return drains, nil
 }

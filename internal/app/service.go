@@ -284,20 +284,26 @@ func (s *service) Override(ctx context.Context, req api.OverrideRequest) (api.Ov
 		if err := o.Validate(); err != nil {
 			return api.OverrideResult{}, &api.Error{Status: 400, Err: err}
 		}
-		if err := hconsul.PutDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, b.Name, t.id, o); err != nil {
+		if err := hconsul.PutDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id, o); err != nil {
 			return api.OverrideResult{}, api.Unavailable("the %s was not stored, nothing changed: %v", req.Action, err)
 		}
 		want = &o
 		res.State, res.Reason, res.By, res.At = req.Action, o.Reason, o.By, &o.At
 	case api.ActionUndrain:
-		if _, ok := overrides[t.id]; !ok {
+		// Consul, not this node's copy, says whether there is one: it may
+		// have been set through another node a moment ago.
+		has, err := hconsul.HasDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id)
+		if err != nil {
+			return api.OverrideResult{}, api.Unavailable("the undrain was not stored, nothing changed: %v", err)
+		}
+		if !has {
 			what := "instance " + t.id
 			if t.slot != "" {
 				what = "server " + t.slot + " (" + t.id + ")"
 			}
 			return api.OverrideResult{}, api.Conflict("%s of %s has no drain or maint to lift: nothing to undrain", what, b.Name)
 		}
-		if err := hconsul.DeleteDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, b.Name, t.id); err != nil {
+		if err := hconsul.DeleteDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id); err != nil {
 			return api.OverrideResult{}, api.Unavailable("the undrain was not stored, nothing changed: %v", err)
 		}
 		res.State = runtime.StateReady.String()
@@ -324,7 +330,7 @@ func (s *service) waitApplied(ctx context.Context, backend, id string, want *hco
 			st, ok := s.loop.Status().Backends[backend]
 			switch {
 			case ok && !st.At.Before(s.store.DrainsChanged(backend)) && st.Err == nil:
-				return true, ""
+				return slotHas(st.Desired, id, want)
 			case ok && st.Err != nil:
 				why = "this node's last sync of the backend failed: " + st.Err.Error()
 			default:
@@ -344,6 +350,27 @@ func (s *service) waitApplied(ctx context.Context, backend, id string, want *hco
 			return false, "stored in consul kv; stopped waiting for it to apply here: " + ctx.Err().Error()
 		}
 	}
+}
+
+// slotHas reports whether a sync that saw the override (want; nil: lifted)
+// gave the instance's slot the state it asks for. An instance without a slot
+// here (unplaced, or the empty guard holds the backend) takes it when it
+// gets one.
+func slotHas(d sync.Desired, id string, want *hconsul.Override) (bool, string) {
+	for _, sl := range d.Slots {
+		if sl.Instance == nil || sl.Instance.ID != id {
+			continue
+		}
+		if want == nil && sl.Override == nil || want != nil && sl.Override != nil && sl.Override.Same(*want) {
+			return true, ""
+		}
+		return false, "stored in consul kv; this node's last sync did not apply it to " + sl.Name
+	}
+	why := "the instance has no slot on this node"
+	if d.Guarded {
+		why = "the empty guard holds the backend on this node"
+	}
+	return false, "stored in consul kv, where every node reads it; " + why + ": it applies when the instance gets a slot"
 }
 
 func (s *service) Plan(ctx context.Context) (api.Plan, error) {

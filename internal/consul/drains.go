@@ -70,13 +70,22 @@ func DrainKey(kvPrefix, backend, id string) (string, error) {
 	return DrainsPrefix(kvPrefix) + backend + "/" + id, nil
 }
 
+// DrainError is a key under the drains folder that does not parse. Backend
+// and ID are set when the key itself is fine and only the value is not.
+type DrainError struct {
+	Key         string
+	Backend, ID string
+	Err         error
+}
+
+func (e DrainError) Error() string { return "key " + e.Key + ": " + e.Err.Error() }
+
 // ParseDrains reads the pairs under DrainsPrefix into overrides by backend.
-// A key or value that does not parse is returned as an error per key and
-// skipped: a hand-written bad value never lifts or sets anything.
-func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []error) {
+// A pair that does not parse is returned as a DrainError and left out.
+func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []DrainError) {
 	prefix := DrainsPrefix(kvPrefix)
 	out := map[string]Overrides{}
-	var errs []error
+	var errs []DrainError
 	for _, p := range pairs {
 		if p == nil {
 			continue
@@ -87,22 +96,24 @@ func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []er
 		}
 		backend, id, cut := strings.Cut(rest, "/")
 		if !ok || !cut {
-			errs = append(errs, fmt.Errorf("key %s: not %s<backend>/<service id>", printable(p.Key), prefix))
+			errs = append(errs, DrainError{Key: printable(p.Key), Err: fmt.Errorf("not %s<backend>/<service id>", prefix)})
 			continue
 		}
 		if _, err := DrainKey(kvPrefix, backend, id); err != nil {
-			errs = append(errs, fmt.Errorf("key %s: %w", printable(p.Key), err))
+			errs = append(errs, DrainError{Key: printable(p.Key), Err: err})
 			continue
 		}
 		var o Override
 		dec := json.NewDecoder(strings.NewReader(string(p.Value)))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o); err != nil {
-			errs = append(errs, fmt.Errorf("key %s: value is not an override: %w", p.Key, err))
-			continue
+		err := dec.Decode(&o)
+		if err != nil {
+			err = fmt.Errorf("value is not an override: %w", err)
+		} else {
+			err = o.Validate()
 		}
-		if err := o.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("key %s: %w", p.Key, err))
+		if err != nil {
+			errs = append(errs, DrainError{Key: p.Key, Backend: backend, ID: id, Err: err})
 			continue
 		}
 		if out[backend] == nil {
@@ -113,9 +124,30 @@ func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []er
 	return out, errs
 }
 
+// KeepUnreadable puts an override in drains for every key whose value does
+// not parse: the last one read for that instance, or else a drain. A key
+// under the drains folder says an operator took the instance out; a value
+// that went bad must not put it back in service.
+func KeepUnreadable(drains map[string]Overrides, errs []DrainError, last func(backend, id string) (Override, bool)) {
+	for _, e := range errs {
+		if e.Backend == "" {
+			continue
+		}
+		o, ok := last(e.Backend, e.ID)
+		if !ok {
+			o = Override{State: runtime.StateDrain, By: "hapctl", Reason: clip("unreadable value in consul kv, drained until it is fixed: " + e.Err.Error())}
+		}
+		if drains[e.Backend] == nil {
+			drains[e.Backend] = Overrides{}
+		}
+		drains[e.Backend][e.ID] = o
+	}
+}
+
 // KVAPI is the part of consul/api's KV client drains need.
 type KVAPI interface {
 	List(prefix string, q *api.QueryOptions) (api.KVPairs, *api.QueryMeta, error)
+	Get(key string, q *api.QueryOptions) (*api.KVPair, *api.QueryMeta, error)
 	Put(p *api.KVPair, q *api.WriteOptions) (*api.WriteMeta, error)
 	Delete(key string, w *api.WriteOptions) (*api.WriteMeta, error)
 }
@@ -123,7 +155,7 @@ type KVAPI interface {
 var _ KVAPI = (*api.KV)(nil)
 
 // PutDrain writes one instance's override.
-func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, backend, id string, o Override) error {
+func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string, o Override) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -135,22 +167,37 @@ func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, backend, id string, o Ove
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := kv.Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{Datacenter: dc}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("writing %s to consul kv: %w", key, err)
 	}
 	return nil
 }
 
 // DeleteDrain removes one instance's override.
-func DeleteDrain(ctx context.Context, kv KVAPI, kvPrefix, backend, id string) error {
+func DeleteDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string) error {
 	key, err := DrainKey(kvPrefix, backend, id)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Delete(key, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+	if _, err := kv.Delete(key, (&api.WriteOptions{Datacenter: dc}).WithContext(ctx)); err != nil {
 		return fmt.Errorf("deleting %s from consul kv: %w", key, err)
 	}
 	return nil
+}
+
+// HasDrain reports whether Consul KV holds an override for one instance,
+// asking the leader (not a cache), so that an undrain sees a drain another
+// node wrote a moment ago.
+func HasDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string) (bool, error) {
+	key, err := DrainKey(kvPrefix, backend, id)
+	if err != nil {
+		return false, err
+	}
+	p, _, err := kv.Get(key, (&api.QueryOptions{Datacenter: dc, RequireConsistent: true}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("reading %s from consul kv: %w", key, err)
+	}
+	return p != nil, nil
 }
 
 // DrainWatch runs a blocking query on the drains folder and publishes every
@@ -221,11 +268,22 @@ func (w *DrainWatch) Run(ctx context.Context) {
 		next := make(map[string]bool, len(errs))
 		for _, e := range errs {
 			next[e.Error()] = true
-			if !known[e.Error()] {
-				log.Warn().Err(e).Msg("skipping a drain in consul kv that does not parse")
+			if known[e.Error()] {
+				continue
+			}
+			if e.Backend != "" {
+				log.Error().Err(e).Str("backend", e.Backend).Str("instance", e.ID).
+					Msg("a drain in consul kv does not parse: the instance keeps its last override (or is drained) until the value is fixed or the key deleted")
+			} else {
+				log.Warn().Err(e).Msg("skipping a key in the drains folder that does not name a backend and an instance")
 			}
 		}
 		known = next
+		KeepUnreadable(drains, errs, func(backend, id string) (Override, bool) {
+			ov, _ := w.Store.Overrides(backend)
+			o, ok := ov[id]
+			return o, ok
+		})
 		w.Store.PublishDrains(drains)
 	}
 }
@@ -257,8 +315,15 @@ func (s *Store) PublishDrains(all map[string]Overrides) {
 		s.drains.changed = map[string]time.Time{}
 	}
 	for b := range unionKeys(s.drains.by, all) {
-		if first || !sameOverrides(s.drains.by[b], all[b]) {
+		if !sameOverrides(s.drains.by[b], all[b]) {
 			s.drains.changed[b] = now
+			s.dirty[b] = struct{}{}
+		}
+	}
+	if first {
+		// Backends whose Consul answer came first were left alone until
+		// now: every one of them is due.
+		for b := range s.snaps {
 			s.dirty[b] = struct{}{}
 		}
 	}

@@ -61,10 +61,37 @@ func TestParseDrains(t *testing.T) {
 	if len(errs) != 7 {
 		t.Fatalf("%d errors, want 7: %v", len(errs), errs)
 	}
+	withInstance := 0
 	for _, e := range errs {
 		if !strings.Contains(e.Error(), "hapctl/drains/") {
 			t.Errorf("error does not name the key: %v", e)
 		}
+		if e.Backend != "" {
+			withInstance++
+		}
+	}
+	// web-3..web-6 have good keys and bad values: they keep their last
+	// override, or are drained.
+	if withInstance != 4 {
+		t.Fatalf("%d errors name an instance, want 4: %v", withInstance, errs)
+	}
+	last := func(backend, id string) (Override, bool) {
+		if id == "web-4" {
+			return Override{State: runtime.StateMaint, Reason: "before"}, true
+		}
+		return Override{}, false
+	}
+	KeepUnreadable(got, errs, last)
+	if o := got["be_web"]["web-4"]; o.State != runtime.StateMaint || o.Reason != "before" {
+		t.Errorf("web-4 did not keep its last override: %+v", o)
+	}
+	for _, id := range []string{"web-3", "web-5", "web-6"} {
+		if o := got["be_web"][id]; o.State != runtime.StateDrain || !strings.Contains(o.Reason, "unreadable") {
+			t.Errorf("%s: %+v, want drained", id, o)
+		}
+	}
+	if len(got["be_web"]) != 6 || len(got) != 2 {
+		t.Errorf("after KeepUnreadable: %v", got)
 	}
 }
 
@@ -114,7 +141,7 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 		return nil
 	})
 	o := Override{State: runtime.StateDrain, Reason: "deploy 42", By: "127.0.0.1:5555", At: time.Now().UTC().Round(time.Millisecond)}
-	if err := PutDrain(ctx, client.KV(), "hapctl", "be_web", "web-1", o); err != nil {
+	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride := func(want *Override) {
@@ -130,20 +157,53 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 	}
 	waitOverride(&o)
 	o.State, o.Reason = runtime.StateMaint, "disk"
-	if err := PutDrain(ctx, client.KV(), "hapctl", "be_web", "web-1", o); err != nil {
+	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride(&o)
-	if err := DeleteDrain(ctx, client.KV(), "hapctl", "be_web", "web-1"); err != nil {
+	if err := DeleteDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1"); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride(nil)
+	for _, id := range []string{"web-1", "web-2"} {
+		if has, err := HasDrain(ctx, client.KV(), "hapctl", "", "be_web", id); err != nil || has {
+			t.Fatalf("HasDrain(%s) = %v, %v after the delete", id, has, err)
+		}
+	}
+	// A value that goes bad keeps the last override in force.
+	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-2", o); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := HasDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-2"); err != nil || !has {
+		t.Fatalf("HasDrain(web-2) = %v, %v", has, err)
+	}
+	testbed.Eventually(t, 10*time.Second, "web-2 drained", func() error {
+		if ov, _ := store.Overrides("be_web"); !ov["web-2"].Same(o) {
+			return errNotYet
+		}
+		return nil
+	})
+	if _, err := client.KV().Put(&api.KVPair{Key: "hapctl/drains/be_web/web-2", Value: []byte("{garbage")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "hapctl/drains/be_web/web-3", Value: []byte(`{"state":"ready"}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, 10*time.Second, "web-3 read", func() error {
+		if ov, _ := store.Overrides("be_web"); ov["web-3"].State != runtime.StateDrain {
+			return errNotYet
+		}
+		return nil
+	})
+	if ov, _ := store.Overrides("be_web"); !ov["web-2"].Same(o) || !strings.Contains(ov["web-3"].Reason, "unreadable value") {
+		t.Fatalf("after bad values: %+v", ov)
+	}
 	// A write that fails reports it; nothing is half-written.
-	if err := PutDrain(ctx, client.KV(), "hapctl", "be_web", "web-1", Override{State: runtime.StateReady}); err == nil {
+	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", Override{State: runtime.StateReady}); err == nil {
 		t.Fatal("PutDrain accepted state ready")
 	}
 	c.Stop()
-	if err := PutDrain(ctx, client.KV(), "hapctl", "be_web", "web-1", o); err == nil || !strings.Contains(err.Error(), "hapctl/drains/be_web/web-1") {
+	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err == nil || !strings.Contains(err.Error(), "hapctl/drains/be_web/web-1") {
 		t.Fatalf("PutDrain with Consul stopped: %v", err)
 	}
 	testbed.Eventually(t, 20*time.Second, "the watch reports the failure", func() error {
@@ -152,7 +212,8 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 		}
 		return nil
 	})
-	if ov, loaded := store.Overrides("be_web"); !loaded || len(ov) != 0 {
+	// The last known drains stay in force while Consul cannot be read.
+	if ov, loaded := store.Overrides("be_web"); !loaded || len(ov) != 2 || !ov["web-2"].Same(o) {
 		t.Fatalf("drains after a failed read: %v (loaded %v)", ov, loaded)
 	}
 }

@@ -175,6 +175,9 @@ func ValidID(id string) error {
 	if len(id) > MaxIDLen {
 		return fmt.Errorf("is %d bytes long, more than %d", len(id), MaxIDLen)
 	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("%q is a path element, not a name", id)
+	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:@+=-", c) >= 0

@@ -45,6 +45,8 @@ type Source interface {
 	// Overrides returns a backend's operator overrides, and false until the
 	// drains were read from Consul KV.
 	Overrides(backend string) (consul.Overrides, bool)
+	// DrainsChanged is when a backend's overrides last changed.
+	DrainsChanged(backend string) time.Time
 	TakeDirty() []string
 	Notify() <-chan struct{}
 }
@@ -413,10 +415,16 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			st.GrowthWhy = l.whyNotDynamic(name)
 		}
 		states[name] = st
-		if snap.At.After(l.measured[name]) {
-			l.measured[name] = snap.At
+		// Propagation runs from the newest Consul answer this sync applies:
+		// the service's instances or the drains.
+		answered := snap.At
+		if at := l.Source.DrainsChanged(name); at.After(answered) {
+			answered = at
+		}
+		if answered.After(l.measured[name]) {
+			l.measured[name] = answered
 			if len(p.Ops) > 0 {
-				fresh[name] = snap.At
+				fresh[name] = answered
 			}
 		}
 		if len(p.Ops) > 0 {

@@ -249,6 +249,10 @@ func TestLoopWaitsForDrainsThenAppliesThem(t *testing.T) {
 			t.Fatalf("command %q before the drains were read", c)
 		}
 	}
+	// The first read of the drains finds none: the backend that waited for
+	// it is synced at once, without another change in Consul.
+	store.PublishDrains(map[string]consul.Overrides{})
+	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=127.0.0.1:1/maint/1")
 	store.PublishDrains(map[string]consul.Overrides{"be_web": {"a": {State: runtime.StateDrain, Reason: "deploy", At: time.Now()}}})
 	waitTable(t, f, "be_web", "srv1=10.0.0.1:80/drain/1 srv2=127.0.0.1:1/maint/1")
 	if st := l.Status().Backends["be_web"]; st.Desired.Slots[0].Override == nil || st.Desired.Slots[0].Override.Reason != "deploy" {

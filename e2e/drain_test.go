@@ -132,28 +132,7 @@ func TestFleetDrains(t *testing.T) {
 	loadA.waitMore(t, 100)
 
 	// A long request lands on one server of node A; that server is drained.
-	slowDone := make(chan string, 1)
-	go func() {
-		resp, err := (&http.Client{Timeout: 25 * time.Second}).Get(a.frontend + "slow")
-		if err != nil {
-			slowDone <- "error: " + err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		slowDone <- fmt.Sprintf("%d %s", resp.StatusCode, body)
-	}()
-	var target *backend
-	testbed.Eventually(t, 10*time.Second, "the long request reaches a backend", func() error {
-		for _, be := range backends {
-			if be.slow.Load() > 0 {
-				target = be
-				return nil
-			}
-		}
-		return fmt.Errorf("not yet")
-	})
-
+	target, slowDone := startSlow(t, a.frontend, backends)
 	propagated := make([]float64, len(f.nodes))
 	for i, n := range f.nodes {
 		propagated[i] = n.metric("hapctl_propagation_seconds_count")
@@ -314,27 +293,7 @@ func TestRemovalGrace(t *testing.T) {
 		b.waitSlot(be.endpoint(), runtime.StateReady, -1)
 	}
 	l := startLoad(t, b.frontend, 2, 5*time.Millisecond)
-	slowDone := make(chan string, 1)
-	go func() {
-		resp, err := (&http.Client{Timeout: 25 * time.Second}).Get(b.frontend + "slow")
-		if err != nil {
-			slowDone <- "error: " + err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		slowDone <- fmt.Sprintf("%d %s", resp.StatusCode, body)
-	}()
-	var leaving *backend
-	testbed.Eventually(t, 10*time.Second, "the long request reaches a backend", func() error {
-		for _, be := range backends {
-			if be.slow.Load() > 0 {
-				leaving = be
-				return nil
-			}
-		}
-		return fmt.Errorf("not yet")
-	})
+	leaving, slowDone := startSlow(t, b.frontend, backends)
 	b.consul.Deregister(leaving.name)
 	b.waitSlot(leaving.endpoint(), runtime.StateDrain, -1)
 	var leavingSlot hapi.Slot
@@ -363,4 +322,33 @@ func TestRemovalGrace(t *testing.T) {
 	if l.failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed: %v", l.failed.Load(), l.sent.Load(), l.errors)
 	}
+}
+
+// startSlow sends a request for /slow through a frontend and returns the
+// backend holding it and a channel with "status body" once it completes
+// (after the backend's release is closed).
+func startSlow(t *testing.T, frontend string, backends []*backend) (*backend, <-chan string) {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 25 * time.Second}).Get(frontend + "slow")
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		done <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+	}()
+	var holder *backend
+	testbed.Eventually(t, 10*time.Second, "the long request reaches a backend", func() error {
+		for _, be := range backends {
+			if be.slow.Load() > 0 {
+				holder = be
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	return holder, done
 }

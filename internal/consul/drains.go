@@ -218,81 +218,58 @@ type DrainWatch struct {
 
 // Run watches until ctx ends.
 func (w *DrainWatch) Run(ctx context.Context) {
-	q := newQuery(DefaultRate, DefaultBurst)
-	wait := w.WaitTime
-	if wait <= 0 {
-		wait = DefaultWaitTime
-	}
 	prefix := DrainsPrefix(w.KVPrefix)
 	log := w.Log.With().Str("kv", prefix).Logger()
-	known := map[string]bool{} // bad keys already logged
-	for {
-		if d := q.wait(time.Now()); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+w.callSlack())
-		opts := (&api.QueryOptions{
-			Datacenter: w.Datacenter, AllowStale: w.AllowStale, WaitIndex: q.index, WaitTime: wait,
-		}).WithContext(callCtx)
-		pairs, meta, err := w.KV.List(prefix, opts)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
+	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, waitTime: w.WaitTime, slack: w.slack, log: log,
+		failMsg: "reading drains from consul kv failed; keeping the last known drains and retrying with backoff",
+		backMsg: "consul kv answers again"}
+	var (
+		pairs api.KVPairs
+		known = map[string]bool{} // bad keys already logged
+	)
+	b.run(ctx, func(opts *api.QueryOptions) (uint64, error) {
+		var (
+			meta *api.QueryMeta
+			err  error
+		)
+		pairs, meta, err = w.KV.List(prefix, opts)
 		if err != nil {
-			q.failures++
-			if q.failures == 1 || q.failures%20 == 0 {
-				log.Warn().Err(err).Int("failures", q.failures).Msg("reading drains from consul kv failed; keeping the last known drains and retrying with backoff")
-			}
-			w.Store.FailDrains(err)
-			if w.OnError != nil {
-				w.OnError(err)
-			}
-			continue
+			return 0, err
 		}
-		recovered := q.failures > 0
-		if recovered {
-			log.Info().Int("failures", q.failures).Msg("consul kv answers again")
+		return meta.LastIndex, nil
+	}, func(err error) {
+		w.Store.FailDrains(err)
+		if w.OnError != nil {
+			w.OnError(err)
 		}
-		q.failures = 0
-		if !q.update(meta.LastIndex) && !recovered {
-			continue
-		}
+	}, func() {
 		drains, errs := ParseDrains(w.KVPrefix, pairs)
-		next := make(map[string]bool, len(errs))
-		for _, e := range errs {
-			next[e.Error()] = true
-			if known[e.Error()] {
-				continue
-			}
-			if e.Backend != "" {
-				log.Error().Err(e).Str("backend", e.Backend).Str("instance", e.ID).
-					Msg("a drain in consul kv does not parse: the instance keeps its last override (or is drained) until the value is fixed or the key deleted")
-			} else {
-				log.Warn().Err(e).Msg("skipping a key in the drains folder that does not name a backend and an instance")
-			}
-		}
-		known = next
+		known = w.reportBad(log, known, errs)
 		KeepUnreadable(drains, errs, func(backend, id string) (Override, bool) {
 			ov, _ := w.Store.Overrides(backend)
 			o, ok := ov[id]
 			return o, ok
 		})
 		w.Store.PublishDrains(drains)
-	}
+	})
 }
 
-func (w *DrainWatch) callSlack() time.Duration {
-	if w.slack > 0 {
-		return w.slack
+// reportBad logs each key that does not parse once, not at every answer.
+func (w *DrainWatch) reportBad(log zerolog.Logger, known map[string]bool, errs []DrainError) map[string]bool {
+	next := make(map[string]bool, len(errs))
+	for _, e := range errs {
+		next[e.Error()] = true
+		if known[e.Error()] {
+			continue
+		}
+		if e.Backend != "" {
+			log.Error().Err(e).Str("backend", e.Backend).Str("instance", e.ID).
+				Msg("a drain in consul kv does not parse: the instance keeps its last override (or is drained) until the value is fixed or the key deleted")
+		} else {
+			log.Warn().Err(e).Msg("skipping a key in the drains folder that does not name a backend and an instance")
+		}
 	}
-	return callSlack
+	return next
 }
 
 // drains is the part of a Store that holds overrides.

@@ -1,9 +1,13 @@
 package consul
 
 import (
+	"cmp"
+	"context"
 	"math/rand/v2"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 )
 
@@ -70,4 +74,68 @@ func backoff(failures int) time.Duration {
 	d := backoffBase << min(failures-1, 10)
 	d = min(d, backoffMax)
 	return d/2 + rand.N(d/2+1)
+}
+
+// blocking is one blocking query run in a loop: the options of every call,
+// and the messages its failures and recovery are logged with.
+type blocking struct {
+	datacenter string
+	allowStale bool
+	rate       rate.Limit    // 0: DefaultRate
+	burst      int           // 0: DefaultBurst
+	waitTime   time.Duration // 0: DefaultWaitTime
+	slack      time.Duration // 0: callSlack
+	log        zerolog.Logger
+	failMsg    string // logged at the first failure in a row and every 20th
+	backMsg    string // logged when an answer follows failures
+}
+
+// run calls until ctx ends. call makes one call with the options given and
+// returns the answer's index; failed is called for each failed call,
+// answered for each answer that can hold something new.
+func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64, error), failed func(error), answered func()) {
+	q := newQuery(cmp.Or(b.rate, DefaultRate), cmp.Or(b.burst, DefaultBurst))
+	wait := cmp.Or(b.waitTime, DefaultWaitTime)
+	for {
+		if d := q.wait(time.Now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		// Consul holds the query up to wait plus wait/16 of jitter; past
+		// that (a stopped agent, a half-open connection) the call fails.
+		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+cmp.Or(b.slack, callSlack))
+		opts := (&api.QueryOptions{
+			Datacenter: b.datacenter,
+			AllowStale: b.allowStale,
+			WaitIndex:  q.index,
+			WaitTime:   wait,
+		}).WithContext(callCtx)
+		index, err := call(opts)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			q.failures++
+			if q.failures == 1 || q.failures%20 == 0 {
+				b.log.Warn().Err(err).Int("failures", q.failures).Msg(b.failMsg)
+			}
+			failed(err)
+			continue
+		}
+		recovered := q.failures > 0
+		if recovered {
+			b.log.Info().Int("failures", q.failures).Msg(b.backMsg)
+		}
+		q.failures = 0
+		if !q.update(index) && !recovered {
+			continue
+		}
+		answered()
+	}
 }

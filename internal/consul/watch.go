@@ -1,7 +1,6 @@
 package consul
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -56,68 +55,33 @@ func Key(service string, tags []string) string {
 
 // Run watches until ctx ends.
 func (w *Watch) Run(ctx context.Context) {
-	limit, burst := w.Rate, w.Burst
-	if limit <= 0 {
-		limit = DefaultRate
-	}
-	if burst <= 0 {
-		burst = DefaultBurst
-	}
-	q := newQuery(limit, burst)
-	wait := w.WaitTime
-	if wait <= 0 {
-		wait = DefaultWaitTime
-	}
 	log := w.Log.With().Str("service", w.Service).Strs("backends", w.Backends).Logger()
-	var knownInvalid map[string]string
-	for {
-		if d := q.wait(time.Now()); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		// Consul holds the query up to wait plus wait/16 of jitter; past
-		// that (a stopped agent, a half-open connection) the call fails.
-		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+cmp.Or(w.slack, callSlack))
-		opts := (&api.QueryOptions{
-			Datacenter: w.Datacenter,
-			AllowStale: w.AllowStale,
-			WaitIndex:  q.index,
-			WaitTime:   wait,
-		}).WithContext(callCtx)
-		entries, meta, err := w.Health.ServiceMultipleTags(w.Service, w.Tags, true, opts)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
+	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, rate: w.Rate, burst: w.Burst, waitTime: w.WaitTime,
+		slack: w.slack, log: log,
+		failMsg: "consul query failed; keeping the last known instances and retrying with backoff", backMsg: "consul answers again"}
+	var (
+		entries      []*api.ServiceEntry
+		meta         *api.QueryMeta
+		knownInvalid map[string]string
+	)
+	b.run(ctx, func(opts *api.QueryOptions) (uint64, error) {
+		var err error
+		entries, meta, err = w.Health.ServiceMultipleTags(w.Service, w.Tags, true, opts)
 		if err != nil {
-			q.failures++
-			if q.failures == 1 || q.failures%20 == 0 {
-				log.Warn().Err(err).Int("failures", q.failures).Msg("consul query failed; keeping the last known instances and retrying with backoff")
-			}
-			w.Store.Fail(w.Backends, err)
-			if w.OnError != nil {
-				w.OnError(err)
-			}
-			continue
+			return 0, err
 		}
-		recovered := q.failures > 0
-		if recovered {
-			log.Info().Int("failures", q.failures).Msg("consul answers again")
+		return meta.LastIndex, nil
+	}, func(err error) {
+		w.Store.Fail(w.Backends, err)
+		if w.OnError != nil {
+			w.OnError(err)
 		}
-		q.failures = 0
-		if !q.update(meta.LastIndex) && !recovered {
-			continue
-		}
+	}, func() {
 		at := time.Now()
 		valid, invalid := FromEntries(entries)
 		knownInvalid = w.reportInvalid(log, knownInvalid, invalid)
 		w.Store.Publish(w.Backends, Snapshot{Instances: valid, Invalid: invalid, Passing: len(entries), Index: meta.LastIndex, At: at})
-	}
+	})
 }
 
 // reportInvalid logs (and counts) each invalid instance once, not at every

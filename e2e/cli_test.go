@@ -18,7 +18,15 @@ import (
 // hapctl runs the hapctl binary and returns its combined output and exit code.
 func hapctl(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	out, err := exec.Command(hapctlBin, args...).CombinedOutput()
+	return hapctlEnv(t, nil, args...)
+}
+
+// hapctlEnv runs hapctl with extra environment variables.
+func hapctlEnv(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(hapctlBin, args...)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -39,23 +37,6 @@ func (f *fleet) waitAll(endpoint string, state runtime.State) {
 	for _, n := range f.nodes {
 		n.waitSlot(endpoint, state, -1)
 	}
-}
-
-// hapctlEnv runs the hapctl CLI with extra environment variables.
-func hapctlEnv(t *testing.T, env []string, args ...string) (string, int) {
-	t.Helper()
-	cmd := exec.Command(hapctlBin, args...)
-	cmd.Env = append(cmd.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if err != nil {
-		if exit, ok := err.(*exec.ExitError); ok {
-			return out.String(), exit.ExitCode()
-		}
-		t.Fatal(err)
-	}
-	return out.String(), 0
 }
 
 // post calls a mutating API route and decodes the answer.

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hapctl/hapctl/internal/api"
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -170,7 +171,7 @@ func dash(s string) string {
 // compactNames turns srv4 srv5 srv6 srv9 into "srv4-srv6, srv9".
 func compactNames(names []string) string {
 	var parts []string
-	num := func(s string) int { n, _ := strconv.Atoi(strings.TrimPrefix(s, "srv")); return n }
+	num := func(s string) int { n, _ := slot.Index(s); return n }
 	for i := 0; i < len(names); {
 		j := i
 		for j+1 < len(names) && num(names[j+1]) == num(names[j])+1 {

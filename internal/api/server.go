@@ -72,32 +72,35 @@ func (s *Server) Routes() http.Handler {
 			r.Post("/v1/backends/{backend}/servers/{server}/"+action, s.handle(s.override(action)))
 		}
 	})
-	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Err: errors.New("no such route")}
-	}))
-	r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
-		return &Error{Status: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")}
-	}))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &Error{Status: http.StatusNotFound, Err: errors.New("no such route")})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")})
+	})
 	return r
 }
 
 // handle renders a handler's error as {"error": "..."} with its status.
 func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
-		if err == nil {
-			return
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
 		}
-		status := http.StatusInternalServerError
-		var ae *Error
-		if errors.As(err, &ae) {
-			status = ae.Status
-		}
-		if status >= 500 {
-			s.Log.Error().Err(err).Str("path", r.URL.Path).Msg("api error")
-		}
-		writeJSON(w, status, map[string]string{"error": err.Error()})
 	}
+}
+
+// writeError is the one place errors become answers.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	var ae *Error
+	if errors.As(err, &ae) {
+		status = ae.Status
+	}
+	if status >= 500 {
+		s.Log.Error().Err(err).Str("path", r.URL.Path).Msg("api error")
+	}
+	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -246,16 +249,13 @@ func (s *Server) authorize(next http.Handler) http.Handler {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || token == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hapctl"`)
-			s.handle(func(http.ResponseWriter, *http.Request) error {
-				return &Error{Status: http.StatusUnauthorized, Err: errors.New("this call needs a token: Authorization: Bearer <token> (hapctl --token or HAPCTL_TOKEN)")}
-			})(w, r)
+			s.writeError(w, r, &Error{Status: http.StatusUnauthorized,
+				Err: errors.New("this call needs a token: Authorization: Bearer <token> (hapctl --token or HAPCTL_TOKEN)")})
 			return
 		}
 		got := sha256.Sum256([]byte(token))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			s.handle(func(http.ResponseWriter, *http.Request) error {
-				return &Error{Status: http.StatusForbidden, Err: errors.New("wrong token")}
-			})(w, r)
+			s.writeError(w, r, &Error{Status: http.StatusForbidden, Err: errors.New("wrong token")})
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -47,3 +47,8 @@ func watchGroups(backends []config.Backend) []watchGroup {
 	}
 	return out
 }
+
+// drainKV is where the operator overrides live in Consul KV.
+func drainKV(client *api.Client, c config.Consul) hconsul.DrainKV {
+	return hconsul.DrainKV{KV: client.KV(), Prefix: c.KVPrefix, Datacenter: c.Datacenter}
+}

@@ -128,7 +128,8 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		Resizer: d.reloader, NoDynamic: growth.notDynamic}
 	d.reloader.OnDone = d.loop.Kick
 
-	svc := newService(cfg, d.loop, d.store, rt, client.KV())
+	kv := drainKV(client, cfg.Consul)
+	svc := newService(cfg, d.loop, d.store, rt, kv)
 	srv := api.NewHTTPServer((&api.Server{Ready: d, Service: svc, Metrics: m.Handler(), Token: cfg.API.Token, Log: log}).Routes())
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -158,8 +159,7 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
-	drains := &hconsul.DrainWatch{KV: client.KV(), KVPrefix: cfg.Consul.KVPrefix,
-		Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale, Store: d.store, Log: log,
+	drains := &hconsul.DrainWatch{DrainKV: kv, AllowStale: cfg.Consul.AllowStale, Store: d.store, Log: log,
 		OnError: func(error) { m.ConsulErrors.Inc() }}
 	wg.Add(2)
 	go func() { defer wg.Done(); drains.Run(ctx) }()

@@ -76,9 +76,9 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 			snaps[b] = hconsul.Snapshot{Instances: valid, Invalid: invalid, Passing: len(entries), Index: meta.LastIndex, At: time.Now()}
 		}
 	}
-	drains, err := readDrains(ctx, client, cfg.Consul)
+	drains, err := drainKV(client, cfg.Consul).Read(ctx, cfg.Consul.AllowStale)
 	if err != nil {
-		return PlanReport{}, err
+		return PlanReport{}, fmt.Errorf("consul at %s: %w", cfg.Consul.Address, err)
 	}
 	var actual sync.Actual
 	if bp.Running {
@@ -189,17 +189,4 @@ func withBootstrapSlots(servers []runtime.ServerState, cfgData []byte, backend s
 		}
 	}
 	return out
-}
-
-// readDrains reads the operator overrides once. An instance whose value
-// does not parse counts as drained, as in a daemon that starts.
-func readDrains(ctx context.Context, client *api.Client, c config.Consul) (map[string]hconsul.Overrides, error) {
-	q := (&api.QueryOptions{Datacenter: c.Datacenter, AllowStale: c.AllowStale}).WithContext(ctx)
-	pairs, _, err := client.KV().List(hconsul.DrainsPrefix(c.KVPrefix), q)
-	if err != nil {
-		return nil, fmt.Errorf("consul at %s: reading drains: %w", c.Address, err)
-	}
-	drains, errs := hconsul.ParseDrains(c.KVPrefix, pairs)
-	hconsul.KeepUnreadable(drains, errs, func(string, string) (hconsul.Override, bool) { return hconsul.Override{}, false })
-	return drains, nil
 }

@@ -27,15 +27,15 @@ type service struct {
 	loop   *sync.Loop
 	store  *hconsul.Store
 	rt     sync.Runtime
-	kv     hconsul.KVAPI
+	drains hconsul.DrainKV
 	byName map[string]config.Backend
 	wait   time.Duration // 0: applyWait
 }
 
 var _ api.Service = (*service)(nil)
 
-func newService(cfg *config.Config, loop *sync.Loop, store *hconsul.Store, rt sync.Runtime, kv hconsul.KVAPI) *service {
-	s := &service{cfg: cfg, loop: loop, store: store, rt: rt, kv: kv, byName: map[string]config.Backend{}}
+func newService(cfg *config.Config, loop *sync.Loop, store *hconsul.Store, rt sync.Runtime, drains hconsul.DrainKV) *service {
+	s := &service{cfg: cfg, loop: loop, store: store, rt: rt, drains: drains, byName: map[string]config.Backend{}}
 	for _, b := range cfg.Backends {
 		s.byName[b.Name] = b
 	}
@@ -51,10 +51,10 @@ func (s *service) Backends(ctx context.Context) ([]api.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	status := s.loop.Status()
+	status, errs := s.loop.Status(), s.store.Errors()
 	out := make([]api.Backend, 0, len(names))
 	for _, b := range s.cfg.Backends {
-		out = append(out, s.view(b, actual, status))
+		out = append(out, s.view(b, actual, status, errs))
 	}
 	return out, nil
 }
@@ -68,7 +68,7 @@ func (s *service) Backend(ctx context.Context, name string) (api.Backend, error)
 	if err != nil {
 		return api.Backend{}, err
 	}
-	return s.view(b, actual, s.loop.Status()), nil
+	return s.view(b, actual, s.loop.Status(), s.store.Errors()), nil
 }
 
 func (s *service) managed(name string) (config.Backend, error) {
@@ -79,7 +79,7 @@ func (s *service) managed(name string) (config.Backend, error) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		return config.Backend{}, api.NotFound("no managed backend %s (hapctl manages %s)", strconv.Quote(clip(name)), strings.Join(names, ", "))
+		return config.Backend{}, api.NotFound("no managed backend %s (hapctl manages %s)", strconv.Quote(hconsul.Clip(name)), strings.Join(names, ", "))
 	}
 	return b, nil
 }
@@ -126,7 +126,7 @@ func bind(servers []runtime.ServerState, snap hconsul.Snapshot) binding {
 	return bd
 }
 
-func (s *service) view(b config.Backend, actual sync.Actual, status sync.Status) api.Backend {
+func (s *service) view(b config.Backend, actual sync.Actual, status sync.Status, consulErrs map[string]error) api.Backend {
 	v := api.Backend{Name: b.Name, Service: b.Service, Tags: b.Tags, Growth: b.Growth,
 		Slots: []api.Slot{}, Unplaced: []string{}, Invalid: []api.Invalid{}, Drains: []api.Drain{}}
 	st, synced := status.Backends[b.Name]
@@ -146,7 +146,7 @@ func (s *service) view(b config.Backend, actual sync.Actual, status sync.Status)
 	case st.Err != nil:
 		errs = append(errs, "last sync failed: "+st.Err.Error())
 	}
-	if err := s.store.Errors()[b.Name]; err != nil {
+	if err := consulErrs[b.Name]; err != nil {
 		errs = append(errs, "consul query failed: "+err.Error())
 	}
 	if !answered {
@@ -251,7 +251,7 @@ func resolve(b string, server, action string, bd binding, overrides hconsul.Over
 		}
 	}
 	return target{}, api.NotFound("backend %s has no server %s: give a slot name (srv3), an instance address (10.0.0.5:8080) or the consul service ID of a passing instance",
-		b, strconv.Quote(clip(server)))
+		b, strconv.Quote(hconsul.Clip(server)))
 }
 
 func (s *service) Override(ctx context.Context, req api.OverrideRequest) (api.OverrideResult, error) {
@@ -284,7 +284,7 @@ func (s *service) Override(ctx context.Context, req api.OverrideRequest) (api.Ov
 		if err := o.Validate(); err != nil {
 			return api.OverrideResult{}, &api.Error{Status: 400, Err: err}
 		}
-		if err := hconsul.PutDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id, o); err != nil {
+		if err := s.drains.Put(ctx, b.Name, t.id, o); err != nil {
 			return api.OverrideResult{}, api.Unavailable("the %s was not stored, nothing changed: %v", req.Action, err)
 		}
 		want = &o
@@ -292,7 +292,7 @@ func (s *service) Override(ctx context.Context, req api.OverrideRequest) (api.Ov
 	case api.ActionUndrain:
 		// Consul, not this node's copy, says whether there is one: it may
 		// have been set through another node a moment ago.
-		has, err := hconsul.HasDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id)
+		has, err := s.drains.Has(ctx, b.Name, t.id)
 		if err != nil {
 			return api.OverrideResult{}, api.Unavailable("the undrain was not stored, nothing changed: %v", err)
 		}
@@ -303,12 +303,12 @@ func (s *service) Override(ctx context.Context, req api.OverrideRequest) (api.Ov
 			}
 			return api.OverrideResult{}, api.Conflict("%s of %s has no drain or maint to lift: nothing to undrain", what, b.Name)
 		}
-		if err := hconsul.DeleteDrain(ctx, s.kv, s.cfg.Consul.KVPrefix, s.cfg.Consul.Datacenter, b.Name, t.id); err != nil {
+		if err := s.drains.Delete(ctx, b.Name, t.id); err != nil {
 			return api.OverrideResult{}, api.Unavailable("the undrain was not stored, nothing changed: %v", err)
 		}
 		res.State = runtime.StateReady.String()
 	default:
-		return api.OverrideResult{}, api.NotFound("no action %s", strconv.Quote(clip(req.Action)))
+		return api.OverrideResult{}, api.NotFound("no action %s", strconv.Quote(hconsul.Clip(req.Action)))
 	}
 	res.Applied, res.Note = s.waitApplied(ctx, b.Name, t.id, want)
 	return res, nil
@@ -400,11 +400,4 @@ func (s *service) Plan(ctx context.Context) (api.Plan, error) {
 		p.Backends = append(p.Backends, bp)
 	}
 	return p, nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

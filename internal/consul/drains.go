@@ -125,17 +125,21 @@ func ParseDrains(kvPrefix string, pairs api.KVPairs) (map[string]Overrides, []Dr
 }
 
 // KeepUnreadable puts an override in drains for every key whose value does
-// not parse: the last one read for that instance, or else a drain. A key
-// under the drains folder says an operator took the instance out; a value
-// that went bad must not put it back in service.
+// not parse: the last one read for that instance (last may be nil: none),
+// or else a drain. A key under the drains folder says an operator took the
+// instance out; a value that went bad must not put it back in service.
 func KeepUnreadable(drains map[string]Overrides, errs []DrainError, last func(backend, id string) (Override, bool)) {
 	for _, e := range errs {
 		if e.Backend == "" {
 			continue
 		}
-		o, ok := last(e.Backend, e.ID)
+		var o Override
+		ok := false
+		if last != nil {
+			o, ok = last(e.Backend, e.ID)
+		}
 		if !ok {
-			o = Override{State: runtime.StateDrain, By: "hapctl", Reason: clip("unreadable value in consul kv, drained until it is fixed: " + e.Err.Error())}
+			o = Override{State: runtime.StateDrain, By: "hapctl", Reason: Clip("unreadable value in consul kv, drained until it is fixed: " + e.Err.Error())}
 		}
 		if drains[e.Backend] == nil {
 			drains[e.Backend] = Overrides{}
@@ -154,12 +158,20 @@ type KVAPI interface {
 
 var _ KVAPI = (*api.KV)(nil)
 
-// PutDrain writes one instance's override.
-func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string, o Override) error {
+// DrainKV reads and writes the overrides under <Prefix>/drains/ in one
+// datacenter.
+type DrainKV struct {
+	KV         KVAPI
+	Prefix     string // consul.kv_prefix
+	Datacenter string
+}
+
+// Put writes one instance's override.
+func (d DrainKV) Put(ctx context.Context, backend, id string, o Override) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	key, err := DrainKey(kvPrefix, backend, id)
+	key, err := DrainKey(d.Prefix, backend, id)
 	if err != nil {
 		return err
 	}
@@ -167,45 +179,69 @@ func PutDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string, o
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{Datacenter: dc}).WithContext(ctx)); err != nil {
+	if _, err := d.KV.Put(&api.KVPair{Key: key, Value: value}, d.write(ctx)); err != nil {
 		return fmt.Errorf("writing %s to consul kv: %w", key, err)
 	}
 	return nil
 }
 
-// DeleteDrain removes one instance's override.
-func DeleteDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string) error {
-	key, err := DrainKey(kvPrefix, backend, id)
+// Delete removes one instance's override.
+func (d DrainKV) Delete(ctx context.Context, backend, id string) error {
+	key, err := DrainKey(d.Prefix, backend, id)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Delete(key, (&api.WriteOptions{Datacenter: dc}).WithContext(ctx)); err != nil {
+	if _, err := d.KV.Delete(key, d.write(ctx)); err != nil {
 		return fmt.Errorf("deleting %s from consul kv: %w", key, err)
 	}
 	return nil
 }
 
-// HasDrain reports whether Consul KV holds an override for one instance,
-// asking the leader (not a cache), so that an undrain sees a drain another
-// node wrote a moment ago.
-func HasDrain(ctx context.Context, kv KVAPI, kvPrefix, dc, backend, id string) (bool, error) {
-	key, err := DrainKey(kvPrefix, backend, id)
+// Has reports whether Consul KV holds an override for one instance, asking
+// the leader (not a cache), so that an undrain sees a drain another node
+// wrote a moment ago.
+func (d DrainKV) Has(ctx context.Context, backend, id string) (bool, error) {
+	key, err := DrainKey(d.Prefix, backend, id)
 	if err != nil {
 		return false, err
 	}
-	p, _, err := kv.Get(key, (&api.QueryOptions{Datacenter: dc, RequireConsistent: true}).WithContext(ctx))
+	p, _, err := d.KV.Get(key, (&api.QueryOptions{Datacenter: d.Datacenter, RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
 		return false, fmt.Errorf("reading %s from consul kv: %w", key, err)
 	}
 	return p != nil, nil
 }
 
+// Read lists every backend's overrides once, as a daemon starting would see
+// them: a value that does not parse counts as a drain.
+func (d DrainKV) Read(ctx context.Context, allowStale bool) (map[string]Overrides, error) {
+	q := (&api.QueryOptions{Datacenter: d.Datacenter, AllowStale: allowStale}).WithContext(ctx)
+	drains, errs, _, err := d.list(q)
+	if err != nil {
+		return nil, err
+	}
+	KeepUnreadable(drains, errs, nil)
+	return drains, nil
+}
+
+// list reads and parses the drains folder, returning the answer's index.
+func (d DrainKV) list(q *api.QueryOptions) (map[string]Overrides, []DrainError, uint64, error) {
+	pairs, meta, err := d.KV.List(DrainsPrefix(d.Prefix), q)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("reading %s from consul kv: %w", DrainsPrefix(d.Prefix), err)
+	}
+	drains, errs := ParseDrains(d.Prefix, pairs)
+	return drains, errs, meta.LastIndex, nil
+}
+
+func (d DrainKV) write(ctx context.Context) *api.WriteOptions {
+	return (&api.WriteOptions{Datacenter: d.Datacenter}).WithContext(ctx)
+}
+
 // DrainWatch runs a blocking query on the drains folder and publishes every
 // new answer to a Store.
 type DrainWatch struct {
-	KV         KVAPI
-	KVPrefix   string
-	Datacenter string
+	DrainKV
 	AllowStale bool
 	Store      *Store
 	Log        zerolog.Logger
@@ -218,32 +254,24 @@ type DrainWatch struct {
 
 // Run watches until ctx ends.
 func (w *DrainWatch) Run(ctx context.Context) {
-	prefix := DrainsPrefix(w.KVPrefix)
-	log := w.Log.With().Str("kv", prefix).Logger()
+	log := w.Log.With().Str("kv", DrainsPrefix(w.Prefix)).Logger()
 	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, waitTime: w.WaitTime, slack: w.slack, log: log,
 		failMsg: "reading drains from consul kv failed; keeping the last known drains and retrying with backoff",
 		backMsg: "consul kv answers again"}
 	var (
-		pairs api.KVPairs
-		known = map[string]bool{} // bad keys already logged
+		drains map[string]Overrides
+		errs   []DrainError
+		known  = map[string]bool{} // bad keys already logged
 	)
-	b.run(ctx, func(opts *api.QueryOptions) (uint64, error) {
-		var (
-			meta *api.QueryMeta
-			err  error
-		)
-		pairs, meta, err = w.KV.List(prefix, opts)
-		if err != nil {
-			return 0, err
-		}
-		return meta.LastIndex, nil
+	b.run(ctx, func(opts *api.QueryOptions) (index uint64, err error) {
+		drains, errs, index, err = w.list(opts)
+		return index, err
 	}, func(err error) {
 		w.Store.FailDrains(err)
 		if w.OnError != nil {
 			w.OnError(err)
 		}
 	}, func() {
-		drains, errs := ParseDrains(w.KVPrefix, pairs)
 		known = w.reportBad(log, known, errs)
 		KeepUnreadable(drains, errs, func(backend, id string) (Override, bool) {
 			ov, _ := w.Store.Overrides(backend)

@@ -130,7 +130,8 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 	store := NewStore()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	w := &DrainWatch{KV: client.KV(), KVPrefix: "hapctl", Store: store, Log: zerolog.Nop()}
+	kv := DrainKV{KV: client.KV(), Prefix: "hapctl"}
+	w := &DrainWatch{DrainKV: kv, Store: store, Log: zerolog.Nop()}
 	go func() { w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
@@ -141,7 +142,7 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 		return nil
 	})
 	o := Override{State: runtime.StateDrain, Reason: "deploy 42", By: "127.0.0.1:5555", At: time.Now().UTC().Round(time.Millisecond)}
-	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err != nil {
+	if err := kv.Put(ctx, "be_web", "web-1", o); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride := func(want *Override) {
@@ -157,25 +158,25 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 	}
 	waitOverride(&o)
 	o.State, o.Reason = runtime.StateMaint, "disk"
-	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err != nil {
+	if err := kv.Put(ctx, "be_web", "web-1", o); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride(&o)
-	if err := DeleteDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1"); err != nil {
+	if err := kv.Delete(ctx, "be_web", "web-1"); err != nil {
 		t.Fatal(err)
 	}
 	waitOverride(nil)
 	for _, id := range []string{"web-1", "web-2"} {
-		if has, err := HasDrain(ctx, client.KV(), "hapctl", "", "be_web", id); err != nil || has {
-			t.Fatalf("HasDrain(%s) = %v, %v after the delete", id, has, err)
+		if has, err := kv.Has(ctx, "be_web", id); err != nil || has {
+			t.Fatalf("Has(%s) = %v, %v after the delete", id, has, err)
 		}
 	}
 	// A value that goes bad keeps the last override in force.
-	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-2", o); err != nil {
+	if err := kv.Put(ctx, "be_web", "web-2", o); err != nil {
 		t.Fatal(err)
 	}
-	if has, err := HasDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-2"); err != nil || !has {
-		t.Fatalf("HasDrain(web-2) = %v, %v", has, err)
+	if has, err := kv.Has(ctx, "be_web", "web-2"); err != nil || !has {
+		t.Fatalf("Has(web-2) = %v, %v", has, err)
 	}
 	testbed.Eventually(t, 10*time.Second, "web-2 drained", func() error {
 		if ov, _ := store.Overrides("be_web"); !ov["web-2"].Same(o) {
@@ -198,13 +199,17 @@ func TestDrainWatchFollowsKV(t *testing.T) {
 	if ov, _ := store.Overrides("be_web"); !ov["web-2"].Same(o) || !strings.Contains(ov["web-3"].Reason, "unreadable value") {
 		t.Fatalf("after bad values: %+v", ov)
 	}
+	// A one-shot read (hapctl plan) knows no last override: both count as drained.
+	if ov, err := kv.Read(ctx, false); err != nil || ov["be_web"]["web-2"].State != runtime.StateDrain || ov["be_web"]["web-3"].State != runtime.StateDrain {
+		t.Fatalf("Read: %+v, %v", ov, err)
+	}
 	// A write that fails reports it; nothing is half-written.
-	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", Override{State: runtime.StateReady}); err == nil {
-		t.Fatal("PutDrain accepted state ready")
+	if err := kv.Put(ctx, "be_web", "web-1", Override{State: runtime.StateReady}); err == nil {
+		t.Fatal("Put accepted state ready")
 	}
 	c.Stop()
-	if err := PutDrain(ctx, client.KV(), "hapctl", "", "be_web", "web-1", o); err == nil || !strings.Contains(err.Error(), "hapctl/drains/be_web/web-1") {
-		t.Fatalf("PutDrain with Consul stopped: %v", err)
+	if err := kv.Put(ctx, "be_web", "web-1", o); err == nil || !strings.Contains(err.Error(), "hapctl/drains/be_web/web-1") {
+		t.Fatalf("Put with Consul stopped: %v", err)
 	}
 	testbed.Eventually(t, 20*time.Second, "the watch reports the failure", func() error {
 		if _, err := store.DrainsStatus(); err == nil {

@@ -142,7 +142,7 @@ func ParseAddr(s string) (netip.Addr, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%s is not an IP address (hostnames are not resolved)", strconv.Quote(clip(s)))
+		return netip.Addr{}, fmt.Errorf("%s is not an IP address (hostnames are not resolved)", strconv.Quote(Clip(s)))
 	}
 	a = a.Unmap()
 	if err := runtime.ValidAddr(a); err != nil {
@@ -182,7 +182,7 @@ func ValidID(id string) error {
 		c := id[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:@+=-", c) >= 0
 		if !ok {
-			return fmt.Errorf("%s has character %q at byte %d", strconv.Quote(clip(id)), c, i)
+			return fmt.Errorf("%s has character %q at byte %d", strconv.Quote(Clip(id)), c, i)
 		}
 	}
 	return nil
@@ -193,10 +193,10 @@ func validText(s string, maxLen int) error {
 		return fmt.Errorf("is %d bytes long, more than %d", len(s), maxLen)
 	}
 	if !utf8.ValidString(s) {
-		return fmt.Errorf("%s is not valid UTF-8", strconv.Quote(clip(s)))
+		return fmt.Errorf("%s is not valid UTF-8", strconv.Quote(Clip(s)))
 	}
 	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
-		return fmt.Errorf("%s has a control character at byte %d", strconv.Quote(clip(s)), i)
+		return fmt.Errorf("%s has a control character at byte %d", strconv.Quote(Clip(s)), i)
 	}
 	return nil
 }
@@ -207,10 +207,11 @@ func printable(s string) string {
 	if ValidID(s) == nil {
 		return s
 	}
-	return strconv.Quote(clip(s))
+	return strconv.Quote(Clip(s))
 }
 
-func clip(s string) string {
+// Clip shortens an untrusted value to 64 bytes for a message.
+func Clip(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"
 	}

@@ -64,16 +64,23 @@ func TestLoopRemovalGrace(t *testing.T) {
 		snap.At = time.Now()
 		s.Publish([]string{"be_web"}, snap)
 	}
-	t.Run("maint when the sessions end", func(t *testing.T) {
-		t.Parallel()
+	// start runs a loop over three slots with two instances in service.
+	start := func(t *testing.T, grace time.Duration, sessions map[string]int) (*fakeHAProxy, *consul.Store, *Loop) {
+		t.Helper()
 		f := newFake("be_web", 3)
+		f.sessions = sessions
 		store := newStore()
 		be := backend()
-		be.RemovalGrace = time.Hour
+		be.RemovalGrace = grace
 		l := newLoop(f, store, be)
 		runLoop(t, l)
 		publish(store, two)
 		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
+		return f, store, l
+	}
+	t.Run("maint when the sessions end", func(t *testing.T) {
+		t.Parallel()
+		f, store, l := start(t, time.Hour, nil)
 		f.set(func(f *fakeHAProxy) { f.sessions = map[string]int{"be_web/srv1": 2} })
 		publish(store, one)
 		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/drain/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
@@ -90,34 +97,19 @@ func TestLoopRemovalGrace(t *testing.T) {
 	})
 	t.Run("maint when the grace is up", func(t *testing.T) {
 		t.Parallel()
-		f := newFake("be_web", 3)
-		f.sessions = map[string]int{"be_web/srv1": 7}
-		store := newStore()
-		be := backend()
-		be.RemovalGrace = 300 * time.Millisecond
-		l := newLoop(f, store, be)
-		runLoop(t, l)
-		publish(store, two)
-		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
+		grace := 300 * time.Millisecond
+		f, store, _ := start(t, grace, map[string]int{"be_web/srv1": 7})
 		publish(store, one)
-		start := time.Now()
+		began := time.Now()
 		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/drain/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
 		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/maint/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
-		if d := time.Since(start); d < be.RemovalGrace {
-			t.Fatalf("maint after %s, before the grace of %s was up", d, be.RemovalGrace)
+		if d := time.Since(began); d < grace {
+			t.Fatalf("maint after %s, before the grace of %s was up", d, grace)
 		}
 	})
 	t.Run("the instance comes back", func(t *testing.T) {
 		t.Parallel()
-		f := newFake("be_web", 3)
-		f.sessions = map[string]int{"be_web/srv1": 1}
-		store := newStore()
-		be := backend()
-		be.RemovalGrace = time.Hour
-		l := newLoop(f, store, be)
-		runLoop(t, l)
-		publish(store, two)
-		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/ready/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
+		f, store, l := start(t, time.Hour, map[string]int{"be_web/srv1": 1})
 		publish(store, one)
 		waitTable(t, f, "be_web", "srv1=10.0.0.1:80/drain/1 srv2=10.0.0.2:80/ready/1 srv3=127.0.0.1:1/maint/1")
 		publish(store, two)

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -189,9 +190,9 @@ type retryState struct {
 // known to have changed; a backend whose sync failed is retried with its own
 // backoff, without holding back the others.
 func (l *Loop) Run(ctx context.Context) {
-	probe := time.NewTicker(or(l.Probe, DefaultProbe))
+	probe := time.NewTicker(cmp.Or(l.Probe, DefaultProbe))
 	defer probe.Stop()
-	resync := time.NewTicker(or(l.Resync, DefaultResync))
+	resync := time.NewTicker(cmp.Or(l.Resync, DefaultResync))
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -291,7 +292,7 @@ func (l *Loop) Run(ctx context.Context) {
 }
 
 func (l *Loop) retryDelay(failures int) time.Duration {
-	base, ceiling := or(l.RetryBase, retryBase), or(l.RetryMax, retryMax)
+	base, ceiling := cmp.Or(l.RetryBase, retryBase), cmp.Or(l.RetryMax, retryMax)
 	d := min(base<<min(failures-1, 20), ceiling)
 	return d/2 + rand.N(d/2+1)
 }
@@ -807,11 +808,4 @@ func (l *Loop) backend(name string) config.Backend {
 		}
 	})
 	return l.byName[name]
-}
-
-func or(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }

@@ -28,6 +28,7 @@ type Daemon struct {
 	store    *hconsul.Store
 	loop     *sync.Loop
 	reloader *haproxycfg.Reloader
+	probe    *hconsul.Probe
 }
 
 // growthModes says how each backend gets more slots, as far as the HAProxy
@@ -116,7 +117,8 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 
-	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore()}
+	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore(),
+		probe: &hconsul.Probe{Status: client.Status(), Log: log, OnError: func(error) { m.ConsulErrors.Inc() }}}
 	d.reloader = &haproxycfg.Reloader{
 		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
 		Backends: haproxycfg.SpecsFor(cfg.Backends), Runtime: rt, Master: master,
@@ -155,14 +157,16 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 				}
 			},
 			OnError: func(error) { m.ConsulErrors.Inc() },
+			Probe:   d.probe,
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(ctx) }()
 	}
 	drains := &hconsul.DrainWatch{DrainKV: kv, AllowStale: cfg.Consul.AllowStale, Store: d.store, Log: log,
-		OnError: func(error) { m.ConsulErrors.Inc() }}
-	wg.Add(2)
+		OnError: func(error) { m.ConsulErrors.Inc() }, Probe: d.probe}
+	wg.Add(3)
 	go func() { defer wg.Done(); drains.Run(ctx) }()
+	go func() { defer wg.Done(); d.probe.Run(ctx) }()
 	go func() { defer wg.Done(); d.reloader.Run(ctx) }()
 	log.Info().Str("api", cfg.API.Listen).Int("backends", len(cfg.Backends)).Msg("hapctl running")
 	d.loop.Run(ctx)
@@ -188,6 +192,9 @@ func (d *Daemon) Ready() (bool, string) {
 	var reasons []string
 	if st.HAProxyErr != nil {
 		reasons = append(reasons, "haproxy does not answer: "+st.HAProxyErr.Error())
+	}
+	if err := d.probe.Err(); err != nil {
+		reasons = append(reasons, "consul agent does not answer: "+err.Error())
 	}
 	errs := d.store.Errors()
 	for _, b := range d.cfg.Backends {

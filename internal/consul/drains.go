@@ -248,6 +248,9 @@ type DrainWatch struct {
 	WaitTime   time.Duration // 0: DefaultWaitTime
 	// OnError is called for each failed query.
 	OnError func(err error)
+	// Probe, when set, restarts the query when the agent answers again
+	// after an outage.
+	Probe *Probe
 
 	slack time.Duration // 0: callSlack; tests shorten it
 }
@@ -255,7 +258,7 @@ type DrainWatch struct {
 // Run watches until ctx ends.
 func (w *DrainWatch) Run(ctx context.Context) {
 	log := w.Log.With().Str("kv", DrainsPrefix(w.Prefix)).Logger()
-	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, waitTime: w.WaitTime, slack: w.slack, log: log,
+	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, waitTime: w.WaitTime, slack: w.slack, log: log, probe: w.Probe,
 		failMsg: "reading drains from consul kv failed; keeping the last known drains and retrying with backoff",
 		backMsg: "consul kv answers again"}
 	var (

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -68,6 +69,25 @@ func (q *query) wait(now time.Time) time.Duration {
 	return q.limiter.ReserveN(now, 1).DelayFrom(now)
 }
 
+// restartOnRecovery cancels a call when the probe sees the agent answer
+// again after an outage, and tells whether it did.
+func (b blocking) restartOnRecovery(callCtx context.Context, cancel context.CancelFunc) func() bool {
+	if b.probe == nil {
+		return func() bool { return false }
+	}
+	back := b.probe.recovered()
+	var restarted atomic.Bool
+	go func() {
+		select {
+		case <-back:
+			restarted.Store(true)
+			cancel()
+		case <-callCtx.Done():
+		}
+	}()
+	return restarted.Load
+}
+
 // backoff is exponential with jitter: half fixed, half random, so watchers
 // that failed together do not retry together.
 func backoff(failures int) time.Duration {
@@ -88,6 +108,9 @@ type blocking struct {
 	log        zerolog.Logger
 	failMsg    string // logged at the first failure in a row and every 20th
 	backMsg    string // logged when an answer follows failures
+	// probe, when set, restarts a call in flight when the agent answers
+	// again after an outage.
+	probe *Probe
 }
 
 // run calls until ctx ends. call makes one call with the options given and
@@ -109,16 +132,28 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 		// Consul holds the query up to wait plus wait/16 of jitter; past
 		// that (a stopped agent, a half-open connection) the call fails.
 		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+cmp.Or(b.slack, callSlack))
+		restarted := b.restartOnRecovery(callCtx, cancel)
+		waitIndex := q.index
+		if q.failures > 0 {
+			// The first call after failures does not block: it clears the
+			// error at once, instead of when something changes.
+			waitIndex = 0
+		}
 		opts := (&api.QueryOptions{
 			Datacenter: b.datacenter,
 			AllowStale: b.allowStale,
-			WaitIndex:  q.index,
+			WaitIndex:  waitIndex,
 			WaitTime:   wait,
 		}).WithContext(callCtx)
 		index, err := call(opts)
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && restarted() {
+			// The agent answers again: ask again at once, without backoff.
+			q.failures = 0
+			continue
 		}
 		if err != nil {
 			q.failures++
@@ -128,6 +163,7 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 			failed(err)
 			continue
 		}
+		b.probe.answered()
 		recovered := q.failures > 0
 		if recovered {
 			b.log.Info().Int("failures", q.failures).Msg(b.backMsg)

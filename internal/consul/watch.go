@@ -41,6 +41,9 @@ type Watch struct {
 	OnInvalid func(backends []string, inv Invalid)
 	// OnError is called for each failed query.
 	OnError func(err error)
+	// Probe, when set, restarts the query when the agent answers again
+	// after an outage.
+	Probe *Probe
 
 	slack time.Duration // 0: callSlack; tests shorten it
 }
@@ -57,7 +60,7 @@ func Key(service string, tags []string) string {
 func (w *Watch) Run(ctx context.Context) {
 	log := w.Log.With().Str("service", w.Service).Strs("backends", w.Backends).Logger()
 	b := blocking{datacenter: w.Datacenter, allowStale: w.AllowStale, rate: w.Rate, burst: w.Burst, waitTime: w.WaitTime,
-		slack: w.slack, log: log,
+		slack: w.slack, log: log, probe: w.Probe,
 		failMsg: "consul query failed; keeping the last known instances and retrying with backoff", backMsg: "consul answers again"}
 	var (
 		entries      []*api.ServiceEntry

@@ -1,0 +1,126 @@
+package consul
+
+import (
+	"cmp"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+)
+
+// Timing of the agent probe.
+const (
+	DefaultProbeInterval = 5 * time.Second
+	DefaultProbeTimeout  = 2 * time.Second
+	downInterval         = time.Second
+)
+
+// StatusAPI is the part of consul/api's Status client a Probe needs.
+type StatusAPI interface {
+	LeaderWithQueryOptions(q *api.QueryOptions) (string, error)
+}
+
+var _ StatusAPI = (*api.Status)(nil)
+
+// Probe asks the Consul agent at an interval whether it answers at all.
+//
+// A blocking query cannot tell a quiet service from a hung agent or a
+// connection that died without a reset: it just waits, up to its wait time
+// (minutes). The probe makes such an outage show in /readyz within
+// Interval+Timeout, and when the agent answers again after failing, it
+// restarts every blocking query in flight, so none stays stuck on a
+// connection that died with the outage.
+//
+// The probe asks for the raft leader, which any agent answers from memory;
+// "no leader" is an answer too (the blocking queries report that one).
+type Probe struct {
+	Status   StatusAPI
+	Interval time.Duration // 0: DefaultProbeInterval
+	Timeout  time.Duration // 0: DefaultProbeTimeout
+	Log      zerolog.Logger
+	// OnError is called for each failed probe.
+	OnError func(err error)
+
+	mu   sync.Mutex
+	err  error
+	back chan struct{} // closed and replaced when the agent answers after failing
+}
+
+// Run probes until ctx ends. While the agent does not answer, it probes
+// every downInterval, so that recovery shows soon.
+func (p *Probe) Run(ctx context.Context) {
+	t := time.NewTimer(cmp.Or(p.Interval, DefaultProbeInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, cmp.Or(p.Timeout, DefaultProbeTimeout))
+		_, err := p.Status.LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(callCtx))
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		p.record(err)
+		next := cmp.Or(p.Interval, DefaultProbeInterval)
+		if err != nil {
+			next = min(next, downInterval)
+		}
+		t.Reset(next)
+	}
+}
+
+// answered records that a query answered: the agent is up, whatever the
+// last probe said.
+func (p *Probe) answered() {
+	if p != nil && p.Err() != nil {
+		p.record(nil)
+	}
+}
+
+func (p *Probe) record(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case err != nil && p.err == nil:
+		p.Log.Error().Err(err).Msg("consul agent does not answer; HAProxy is kept as it is")
+	case err == nil && p.err != nil:
+		p.Log.Info().Msg("consul agent answers again: restarting every watch")
+		if p.back != nil {
+			close(p.back)
+			p.back = nil
+		}
+	}
+	if err != nil && p.OnError != nil {
+		p.OnError(err)
+	}
+	p.err = err
+}
+
+// Err returns the last probe's error: nil while the agent answers.
+func (p *Probe) Err() error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// recovered returns a channel closed the next time the agent answers after
+// failing; nil (never ready) for a nil Probe.
+func (p *Probe) recovered() <-chan struct{} {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.back == nil {
+		p.back = make(chan struct{})
+	}
+	return p.back
+}

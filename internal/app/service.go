@@ -84,7 +84,13 @@ func (s *service) managed(name string) (config.Backend, error) {
 	return b, nil
 }
 
+// readTimeout bounds an API call's read of HAProxy: a socket that hangs
+// answers 503 in this time.
+const readTimeout = 2 * time.Second
+
 func (s *service) read(ctx context.Context, names ...string) (sync.Actual, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	actual, err := sync.ReadActual(ctx, s.rt, names)
 	if err != nil {
 		return sync.Actual{}, api.Unavailable("haproxy does not answer on %s: %v", s.cfg.HAProxy.RuntimeSocket, err)

@@ -41,6 +41,7 @@ type Metrics struct {
 	Slots            *prometheus.GaugeVec
 	InvalidInstances *prometheus.CounterVec
 	Unplaced         *prometheus.GaugeVec
+	EmptyGuard       *prometheus.GaugeVec
 }
 
 // New registers every metric on a new registry, with Go and process metrics.
@@ -75,9 +76,12 @@ func New() *Metrics {
 		Unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hapctl_unplaced_instances", Help: "Passing instances that got no slot.",
 		}, []string{"backend"}),
+		EmptyGuard: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapctl_empty_guard", Help: "1 while the empty guard keeps a backend's last set because Consul reports no passing instance.",
+		}, []string{"backend"}),
 	}
 	m.Registry.MustRegister(m.SyncDuration, m.Propagation, m.RuntimeCommands, m.Reloads, m.ReloadFailures, m.ConsulErrors,
-		m.Slots, m.InvalidInstances, m.Unplaced,
+		m.Slots, m.InvalidInstances, m.Unplaced, m.EmptyGuard,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{ResultOK, ResultError, ResultSkipped} {
 		m.RuntimeCommands.WithLabelValues(r)
@@ -97,6 +101,7 @@ func (m *Metrics) InitBackends(names []string) {
 	for _, b := range names {
 		m.InvalidInstances.WithLabelValues(b)
 		m.Unplaced.WithLabelValues(b)
+		m.EmptyGuard.WithLabelValues(b)
 		for _, st := range []string{"ready", "drain", "maint", "free"} {
 			m.Slots.WithLabelValues(b, st)
 		}

@@ -28,6 +28,10 @@ const (
 	// change, which undoes changes made to hapctl's slots behind its back.
 	DefaultResync = 30 * time.Second
 
+	// probeTimeout bounds the worker pid probe, which runs between syncs: a
+	// socket that hangs holds the loop this long, not the batch timeout.
+	probeTimeout = time.Second
+
 	// leavePoll is how often the sessions of a slot draining for
 	// removal_grace are counted.
 	leavePoll = 250 * time.Millisecond
@@ -299,6 +303,8 @@ func (l *Loop) retryDelay(failures int) time.Duration {
 
 // workerChanged asks HAProxy for its worker pid and reports a change.
 func (l *Loop) workerChanged(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
 	res, err := l.Runtime.Exec(ctx, runtime.ShowInfo())
 	if err == nil && len(res) == 1 && res[0].Err != nil {
 		err = res[0].Err
@@ -545,6 +551,11 @@ func (l *Loop) reportPlan(name string, d Desired, p Plan) {
 		l.Metrics.Slots.WithLabelValues(name, state).Set(float64(n))
 	}
 	l.Metrics.Unplaced.WithLabelValues(name).Set(float64(len(d.Unplaced)))
+	guarded := 0.0
+	if d.Guarded {
+		guarded = 1
+	}
+	l.Metrics.EmptyGuard.WithLabelValues(name).Set(guarded)
 	if l.reported == nil {
 		l.reported = map[string]report{}
 	}

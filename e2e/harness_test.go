@@ -43,8 +43,11 @@ type bedOptions struct {
 	reloadMin     string // haproxy.reload_min_interval; "" for the default
 	removalGrace  string // "" for the default (0s)
 	token         string // api.token
-	// consul is shared by the beds of a fleet; nil: the bed starts its own.
-	consul *testbed.Consul
+	emptyGuard    string // "" for the default (true)
+	// consul is shared by the beds of a fleet; nil: the bed starts its own,
+	// a dev agent, or a server keeping its state when consulServer is set.
+	consul       *testbed.Consul
+	consulServer bool
 }
 
 // newBed starts Consul and HAProxy with a user config holding a frontend and
@@ -52,7 +55,11 @@ type bedOptions struct {
 func newBed(t testing.TB, opts bedOptions) *bed {
 	t.Helper()
 	b := &bed{t: t, consul: opts.consul, haproxy: testbed.NewHAProxy(t)}
-	if b.consul == nil {
+	switch {
+	case b.consul != nil:
+	case opts.consulServer:
+		b.consul = testbed.StartConsulServer(t)
+	default:
 		b.consul = testbed.StartConsul(t)
 	}
 	port := testbed.FreePort(t)
@@ -87,7 +94,8 @@ haproxy:
 %s`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
 		testbed.HAProxyBin(t), optional("  ", "reload_min_interval", opts.reloadMin), b.apiAddr, optional("  ", "token", opts.token),
 		opts.minSlots, opts.serverOptions,
-		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)+optional("    ", "removal_grace", opts.removalGrace)))
+		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)+optional("    ", "removal_grace", opts.removalGrace)+
+			optional("    ", "empty_guard", opts.emptyGuard)))
 	return b
 }
 
@@ -229,11 +237,17 @@ func (be *backend) endpoint() string { return net.JoinHostPort(be.host, strconv.
 
 func startBackend(t testing.TB, name string) *backend {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return startBackendOn(t, name, "127.0.0.1")
+}
+
+// startBackendOn starts a backend listening on host (an IP literal).
+func startBackendOn(t testing.TB, name, host string) *backend {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &backend{name: name, host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port, release: make(chan struct{})}
+	be := &backend{name: name, host: host, port: l.Addr().(*net.TCPAddr).Port, release: make(chan struct{})}
 	be.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			be.slow.Add(1)

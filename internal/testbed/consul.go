@@ -3,13 +3,15 @@ package testbed
 import (
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 )
 
-// Consul is a `consul agent -dev` owned by one test, every port on loopback.
+// Consul is a Consul agent owned by one test, every port on loopback: a dev
+// agent (state in memory) or a single server with a data directory.
 type Consul struct {
 	Addr   string // host:port of the HTTP API
 	Client *api.Client
@@ -22,9 +24,23 @@ type Consul struct {
 // is registered.
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
+	return startConsul(t, "-dev")
+}
+
+// StartConsulServer starts a single server that keeps its state in a data
+// directory, so that Stop and Start keep registrations, checks and KV (raft
+// timing as in dev mode: a leader in about two seconds).
+func StartConsulServer(t testing.TB) *Consul {
+	t.Helper()
+	return startConsul(t, "-server", "-bootstrap-expect", "1", "-data-dir", t.TempDir(),
+		"-hcl", "performance { raft_multiplier = 1 }")
+}
+
+func startConsul(t testing.TB, mode ...string) *Consul {
+	t.Helper()
 	http := FreePort(t)
 	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(http), t: t}
-	c.args = []string{"agent", "-dev", "-node", "hapctl-test",
+	c.args = append(append([]string{"agent"}, mode...), "-node", "hapctl-test",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
 		"-http-port", strconv.Itoa(http),
 		"-dns-port", strconv.Itoa(FreePort(t)),
@@ -33,7 +49,7 @@ func StartConsul(t testing.TB) *Consul {
 		"-server-port", strconv.Itoa(FreePort(t)),
 		"-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-log-level", "warn",
-	}
+	)
 	cfg := api.DefaultConfig()
 	cfg.Address = c.Addr
 	cfg.Token = ""
@@ -46,7 +62,8 @@ func StartConsul(t testing.TB) *Consul {
 	return c
 }
 
-// Start (re)starts the agent with empty state.
+// Start (re)starts the agent: a dev agent with empty state, a server with
+// the state it had.
 func (c *Consul) Start() {
 	c.t.Helper()
 	c.Proc = StartProcess(c.t, "consul", ConsulBin(c.t), c.args...)
@@ -66,8 +83,26 @@ func (c *Consul) Start() {
 	})
 }
 
-// Stop stops the agent; its state is gone (dev mode keeps it in memory).
+// Stop stops the agent; a dev agent's state is gone with it.
 func (c *Consul) Stop() { c.Proc.Stop() }
+
+// Pause freezes the agent (SIGSTOP): connections stay open and nothing
+// answers, like a hung agent or a network partition. Resume undoes it.
+func (c *Consul) Pause() {
+	c.t.Helper()
+	if err := c.Proc.Signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = c.Proc.Signal(syscall.SIGCONT) }) // a stopped process ignores SIGTERM
+}
+
+// Resume lets a paused agent run again.
+func (c *Consul) Resume() {
+	c.t.Helper()
+	if err := c.Proc.Signal(syscall.SIGCONT); err != nil {
+		c.t.Fatal(err)
+	}
+}
 
 // Register registers a service instance with a TTL check in the given status.
 func (c *Consul) Register(svc *api.AgentServiceRegistration, status string) {

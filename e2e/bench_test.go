@@ -107,19 +107,27 @@ func (b *bed) consulAnswer(tb testing.TB) func(start time.Time) time.Duration {
 }
 
 func reportPercentiles(b *testing.B, total, consulOnly []time.Duration) {
+	if len(consulOnly) == 0 {
+		reportTrials(b, "change sent -> HAProxy shows it", total)
+		return
+	}
 	b.StopTimer()
 	b.ReportMetric(pct(total, 0.50), "p50-ms")
 	b.ReportMetric(pct(total, 0.99), "p99-ms")
 	b.ReportMetric(pct(total, 1), "max-ms")
-	if len(consulOnly) == 0 {
-		b.Logf("%d trials: change sent -> HAProxy shows it p50 %.2f ms, p99 %.2f ms, max %.2f ms",
-			len(total), pct(total, 0.5), pct(total, 0.99), pct(total, 1))
-		return
-	}
 	b.ReportMetric(pct(consulOnly, 0.50), "consul-p50-ms")
 	b.ReportMetric(pct(consulOnly, 0.99), "consul-p99-ms")
 	b.Logf("%d trials: change sent -> HAProxy shows it p50 %.2f ms, p99 %.2f ms, max %.2f ms; change sent -> Consul answers a blocking query p50 %.2f ms, p99 %.2f ms",
 		len(total), pct(total, 0.5), pct(total, 0.99), pct(total, 1), pct(consulOnly, 0.5), pct(consulOnly, 0.99))
+}
+
+// reportTrials reports the p50, p99 and max of trials, which measured what.
+func reportTrials(b *testing.B, what string, trials []time.Duration) {
+	b.StopTimer()
+	b.ReportMetric(pct(trials, 0.50), "p50-ms")
+	b.ReportMetric(pct(trials, 0.99), "p99-ms")
+	b.ReportMetric(pct(trials, 1), "max-ms")
+	b.Logf("%d trials: %s p50 %.2f ms, p99 %.2f ms, max %.2f ms", len(trials), what, pct(trials, 0.5), pct(trials, 0.99), pct(trials, 1))
 }
 
 // pct is the p-quantile of d in milliseconds.

@@ -9,6 +9,10 @@
 #   new slot     an instance that needs a new slot -> serving (20 trials per mode)
 #   fleet drain  drain/undrain call -> applied on every node of 3 HAProxy + hapctl
 #                pairs on one Consul (200 trials)
+#   recovery     HAProxy restarted / reloaded by hand -> every slot restored, and a
+#                hung Consul agent resumed -> /readyz ready (10 trials each)
+#   flap         one instance's check flipping 10x/s (100 flips): runtime commands
+#                and hapctl CPU per flip
 #   apply        1000 slot changes through the executor into a real HAProxy
 #   plan         desired state + plan for 1k/10k/50k slots (pure, allocations)
 set -euo pipefail
@@ -23,8 +27,10 @@ out=.bench/results.txt
 	go test -count=1 -run '^$' -bench 'BenchmarkGrowth' -benchtime 1x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkNewSlotToServing' -benchtime 20x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkFleetDrain' -benchtime 200x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkRecovery' -benchtime 10x ./e2e
+	go test -count=1 -run '^$' -bench 'BenchmarkFlap' -benchtime 100x ./e2e
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000/' -benchtime 50x ./internal/sync
 	go test -count=1 -run '^$' -bench 'BenchmarkApply1000Servers' -benchtime 50x ./internal/runtime
 	go test -count=1 -run '^$' -bench 'BenchmarkPlan' -benchmem ./internal/sync
-} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+(growth_|fleet_)?bench_test)' | tee "$out"
+} 2>&1 | grep -E '^(#|Benchmark|ok|FAIL|---|\s+(growth_|fleet_|fault_)?bench_test)' | tee "$out"
 echo "results in $out" >&2

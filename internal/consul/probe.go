@@ -14,7 +14,7 @@ import (
 const (
 	DefaultProbeInterval = 5 * time.Second
 	DefaultProbeTimeout  = 2 * time.Second
-	downInterval         = time.Second
+	downInterval         = 500 * time.Millisecond
 )
 
 // StatusAPI is the part of consul/api's Status client a Probe needs.

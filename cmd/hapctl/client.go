@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,19 +68,46 @@ func (f *clientFlags) client() (*apiClient, error) {
 		}
 		c.base = "http://hapctl"
 	case strings.HasPrefix(f.addr, "http://"), strings.HasPrefix(f.addr, "https://"):
-		u, err := url.Parse(f.addr)
-		if err != nil || u.Host == "" {
-			return nil, usageError{fmt.Errorf("--addr %q: want http://host:port or unix:/path", f.addr)}
+		base, err := baseURL(f.addr)
+		if err != nil {
+			return nil, err
 		}
-		c.base = strings.TrimRight(f.addr, "/")
+		c.base = base
 	default:
-		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+		_, _, perr := net.SplitHostPort(f.addr)
+		base, err := baseURL("http://" + f.addr)
+		if perr != nil || err != nil {
 			return nil, usageError{fmt.Errorf("--addr %q: want http://host:port or unix:/path", f.addr)}
 		}
-		c.base = "http://" + f.addr
+		c.base = base
 	}
 	c.http = &http.Client{Transport: tr, Timeout: f.timeout}
 	return c, nil
+}
+
+// baseURL checks an http(s) address: a host, an optional port, nothing
+// else (a path, query or fragment would send the API's paths elsewhere).
+func baseURL(addr string) (string, error) {
+	bad := func(why string) error {
+		return usageError{fmt.Errorf("--addr %q: %s; want http://host:port or unix:/path", addr, why)}
+	}
+	u, err := url.Parse(addr)
+	switch {
+	case err != nil:
+		return "", bad("not a URL")
+	case u.Hostname() == "":
+		return "", bad("no host")
+	case u.User != nil:
+		return "", bad("credentials go in --token, not the address")
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.ForceQuery, u.Fragment != "" || strings.Contains(addr, "#"):
+		return "", bad("only a host and port are allowed")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", bad("port out of range")
+		}
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // call sends a request and decodes a 2xx answer into out (raw JSON into

@@ -153,3 +153,22 @@ func isUsage(err error) bool {
 	var ue usageError
 	return errors.As(err, &ue)
 }
+
+func TestClientRefusesAddressesThatMisroute(t *testing.T) {
+	t.Parallel()
+	for _, addr := range []string{"http://h?x=1", "http://h#frag", "h/x:80", "#0:", "a b:80", "h:80\n", "http://u:p@h:1",
+		"http://h/prefix", "http://h:99999", "http://", "nowhere"} {
+		cf := clientFlags{addr: addr}
+		if c, err := cf.client(); err == nil || !isUsage(err) {
+			t.Errorf("--addr %q accepted (base %v)", addr, c)
+		}
+	}
+	for addr, base := range map[string]string{"127.0.0.1:9680": "http://127.0.0.1:9680", "http://[::1]:9680/": "http://[::1]:9680",
+		"https://hapctl.example": "https://hapctl.example"} {
+		cf := clientFlags{addr: addr}
+		c, err := cf.client()
+		if err != nil || c.base != base {
+			t.Errorf("--addr %q: base %v, %v; want %s", addr, c, err, base)
+		}
+	}
+}

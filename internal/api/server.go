@@ -213,7 +213,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return &Error{Status: http.StatusBadRequest, Err: fmt.Errorf("request body is not valid JSON for this call: %w", err)}
 	}
-	if dec.More() {
+	// More is false before a stray '}' or ']': read on to the end instead.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return &Error{Status: http.StatusBadRequest, Err: errors.New("request body has data after the JSON object")}
 	}
 	return nil

@@ -91,3 +91,18 @@ func TestListenUnixReplacesStaleSocket(t *testing.T) {
 	}
 	_ = l2.Close()
 }
+
+func TestBodyWithTrailingDataIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{`{}}0`, `{"reason":"x"}]junk`, `{} {}`, `{}x`} {
+		s, fake := newTestServer("")
+		rec := httptest.NewRecorder()
+		s.Routes().ServeHTTP(rec, httptest.NewRequest("POST", "/v1/backends/be_web/servers/srv1/drain", strings.NewReader(body)))
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), "data after the JSON object") {
+			t.Errorf("body %q: %d %s, want 400", body, rec.Code, rec.Body)
+		}
+		if fake.overrideCalls() != 0 {
+			t.Errorf("body %q reached the service", body)
+		}
+	}
+}

@@ -56,12 +56,14 @@ func FuzzParseServersState(f *testing.F) {
 			if r.Addr.Is4In6() {
 				t.Fatalf("row %+v: address left IPv4-mapped", r)
 			}
-			// TODO(bug): the rows are not validated: a name like "s;x" or
-			// "s\x00", a port of 0, -5 or 99999 and an op state of 300 all
-			// come through, although runtime.ValidName/ValidPort would refuse
-			// them. The builders catch names later; ports are not re-checked
-			// (ServerState.Endpoint truncates them to uint16).
-			// if ValidName(r.Backend) != nil || ValidName(r.Name) != nil || ValidPort(r.Port) != nil { t.Fatalf(...) }
+			for _, n := range []string{r.Backend, r.Name} {
+				if strings.IndexFunc(n, func(c rune) bool { return c > 127 || !isNameByte(byte(c)) }) >= 0 {
+					t.Fatalf("row %+v: name %q outside HAProxy's identifier characters", r, n)
+				}
+			}
+			if r.Port < 0 || r.Port > 65535 || r.Weight < 0 || r.Weight > MaxWeight || r.Op > 3 {
+				t.Fatalf("row %+v: value out of range", r)
+			}
 		}
 	})
 }
@@ -88,6 +90,12 @@ func FuzzServersStateRoundTrip(f *testing.F) {
 			strconv.Itoa(int(admin)), strconv.Itoa(weight), "1", "0", "1", "0", "0", "0", "0", "0", "0", "-",
 			strconv.Itoa(port), "-", "0", "0", "-", "-", "0"}, " ")
 		got, err := ParseServersState("1\n" + stateHeader + "\n" + row + "\n")
+		if inRange := port >= 0 && port <= 65535 && weight >= 0 && weight <= MaxWeight && op <= 3 && admin <= 0xff; !inRange {
+			if err == nil {
+				t.Fatalf("row %q with values HAProxy never writes accepted: %+v", row, got)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatalf("row %q: %v", row, err)
 		}
@@ -157,9 +165,9 @@ func FuzzParseSessions(f *testing.F) {
 			if strings.ContainsAny(name, ",\n") {
 				t.Fatalf("server name %q holds a separator", name)
 			}
-			// TODO(bug): counts are not checked: "scur,qcur" of "-1,1" reads
-			// as 0 sessions (a leaving slot counts as drained) and
-			// "9223372036854775807,1" overflows to a negative count.
+			if n := out[name]; n < 0 || n > 2*maxSessions {
+				t.Fatalf("server %q: %d sessions", name, n)
+			}
 		}
 		const probe = "hapctl-fuzz-probe"
 		header, _, _ := strings.Cut(answer, "\n")

@@ -231,16 +231,43 @@ func parseServerRow(f []string, col map[string]int) (ServerState, error) {
 	if err != nil {
 		return s, err
 	}
+	if op < 0 || op > 3 {
+		return s, fmt.Errorf("srv_op_state %d unknown", op)
+	}
 	s.Op = OpState(op)
 	admin, err := num("srv_admin_state") // decimal, read as a bit mask
 	if err != nil {
 		return s, err
 	}
+	if admin < 0 || admin > 0xff {
+		return s, fmt.Errorf("srv_admin_state %d out of range", admin)
+	}
 	s.Admin = AdminFlags(admin)
 	if a, err := netip.ParseAddr(get("srv_addr")); err == nil {
 		s.Addr = a.Unmap()
 	}
-	return s, nil
+	return s, checkRow(s)
+}
+
+// checkRow refuses values HAProxy never reports, so that a broken or hostile
+// socket cannot feed hapctl a name or number it would act on. Names are
+// checked for HAProxy's identifier characters only, not MaxNameLen: a user's
+// own long backend name must not stop hapctl.
+func checkRow(s ServerState) error {
+	for _, name := range []string{s.Backend, s.Name} {
+		for i := 0; i < len(name); i++ {
+			if !isNameByte(name[i]) {
+				return fmt.Errorf("name %q has character %q", clip([]byte(name), 64), name[i])
+			}
+		}
+	}
+	switch {
+	case s.Port < 0 || s.Port > 65535:
+		return fmt.Errorf("srv_port %d out of range", s.Port)
+	case s.Weight < 0 || s.Weight > MaxWeight:
+		return fmt.Errorf("srv_uweight %d out of range", s.Weight)
+	}
+	return nil
 }
 
 // Info holds the fields of `show info` hapctl uses.
@@ -272,6 +299,10 @@ func ParseInfo(answer string) (Info, error) {
 	}
 	return in, nil
 }
+
+// maxSessions bounds a session count in `show stat`: far beyond any real
+// HAProxy, and small enough that sums cannot overflow.
+const maxSessions = 1 << 40
 
 // ParseSessions reads the answer to `show stat` into the sessions each
 // server is serving or has queued (scur + qcur), by server name.
@@ -306,6 +337,9 @@ func ParseSessions(answer string) (map[string]int, error) {
 			v, err := strconv.Atoi(f[col[c]])
 			if err != nil {
 				return nil, fmt.Errorf("%w: show stat line %d: %s: %v", ErrProtocol, n+2, c, err)
+			}
+			if v < 0 || v > maxSessions {
+				return nil, fmt.Errorf("%w: show stat line %d: %s %d out of range", ErrProtocol, n+2, c, v)
 			}
 			total += v
 		}

@@ -162,3 +162,28 @@ func TestStateText(t *testing.T) {
 		t.Fatal("parsed \"up\"")
 	}
 }
+
+func TestParseRefusesValuesHAProxyNeverWrites(t *testing.T) {
+	t.Parallel()
+	row := func(name, op, admin, weight, port string) string {
+		return "1\n" + stateHeader + "\n" + strings.Join([]string{"3", "be_web", "1", name, "10.0.0.1", op, admin, weight,
+			"1", "0", "1", "0", "0", "0", "0", "0", "0", "-", port, "-", "0", "0", "-", "-", "0"}, " ") + "\n"
+	}
+	if _, err := ParseServersState(row("srv1", "2", "0", "1", "80")); err != nil {
+		t.Fatalf("a good row: %v", err)
+	}
+	for _, bad := range []string{
+		row("s;x", "2", "0", "1", "80"), row("s\x00", "2", "0", "1", "80"), row("srv1", "300", "0", "1", "80"),
+		row("srv1", "2", "70000", "1", "80"), row("srv1", "2", "0", "-1", "80"), row("srv1", "2", "0", "1", "99999"),
+		row("srv1", "2", "0", "1", "-5"),
+	} {
+		if got, err := ParseServersState(bad); err == nil || !errors.Is(err, ErrProtocol) {
+			t.Errorf("%q: %+v, %v; want ErrProtocol", bad, got, err)
+		}
+	}
+	for _, bad := range []string{"# pxname,svname,qcur,qmax,scur\nbe,srv1,1,0,-1\n", "# pxname,svname,qcur,qmax,scur\nbe,srv1,1,0,9223372036854775807\n"} {
+		if got, err := ParseSessions(bad); err == nil {
+			t.Errorf("%q: %v accepted", bad, got)
+		}
+	}
+}

@@ -2,12 +2,19 @@ package config
 
 import (
 	"errors"
+	"go/ast"
+	goparser "go/parser"
+	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/haproxytech/client-native/v5/config-parser/params"
 )
 
 func env(m map[string]string) func(string) string {
@@ -151,6 +158,9 @@ func TestValidationMessages(t *testing.T) {
 		{"public api without token", "api:\n  listen: 0.0.0.0:9680\n" + minimal, []string{"api.listen: 0.0.0.0:9680 is not a loopback address and no token is set"}},
 		{"all interfaces without token", "api:\n  listen: \":9680\"\n" + minimal, []string{"api.listen", "not a loopback address"}},
 		{"api garbage", "api:\n  listen: nowhere\n" + minimal, []string{"api.listen", "host:port or unix:/path"}},
+		{"api token control on unix", "api:\n  listen: unix:/run/h.sock\n  token: \"a\\nb\"\n" + minimal, []string{"api.token: contains control characters"}},
+		{"api unix path control", "api:\n  listen: \"unix:/run/a\\nb\"\n" + minimal, []string{`api.listen: "unix:/run/a\nb": the socket path contains control characters`}},
+		{"consul unix control", "consul:\n  address: \"unix://a\\nb\"\n" + minimal, []string{`consul.address: "unix://a\nb": the socket path contains control characters`}},
 		{"several problems at once", "backends:\n  - name: \"\"\n    min_slots: -1\n", []string{"name: name is empty", "service: is empty", "min_slots: must be at least 1, got -1"}},
 	}
 	for _, tt := range tests {
@@ -167,6 +177,106 @@ func TestValidationMessages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServerOptionsKeywords: a keyword that takes a value must have one, and
+// '(' is only for values, or client-native's parser loops forever on the
+// slot line (haproxycfg.Parse).
+func TestServerOptionsKeywords(t *testing.T) {
+	t.Parallel()
+	for opts, want := range map[string]string{
+		"check inter":                       `backends[0] (be_web).server_options: "check inter": "inter" takes a value and none follows it`,
+		"inter":                             `"inter" takes a value and none follows it`,
+		"check maxconn 10 fall":             `"fall" takes a value and none follows it`,
+		"source 10.0.0.1 usesrc":            `"usesrc" takes a value and none follows it`,
+		"check(x":                           `"check(x" is not a server keyword: '(' may appear only in a keyword's value`,
+		"check inter(2s)":                   `"inter(2s)" is not a server keyword`,
+		"set-proxy-v2-tlv-fmt(0x20) x":      `"set-proxy-v2-tlv-fmt(0x20)" is not a server keyword`,
+		"set-proxy-v2-tlv-fmt x":            `"set-proxy-v2-tlv-fmt" is not supported in server_options`,
+		"check inter 2s sni":                `"sni" takes a value and none follows it`,
+		"sni req.hdr(host) check":           "",
+		"cookie inter check":                "",
+		"check inter 2s fall 3 rise 2":      "",
+		"source 10.0.0.1 usesrc client":     "",
+		"ssl verify none ca-file /etc/ca.p": "",
+	} {
+		_, err := Parse([]byte(minimal+"    server_options: \""+opts+"\"\n"), env(nil))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q refused: %v", opts, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: error %v, want %q", opts, err, want)
+		}
+	}
+}
+
+// TestServerKeywordsMatchClientNative checks valueKeywords against
+// client-native's parser: every keyword of ours is one it reads with a
+// value (by its behaviour), and every keyword it reads with a value is ours
+// (from its table, read from its source in the module cache), so that both
+// walk a line alike and CheckServerKeywords catches every word it would loop
+// on.
+func TestServerKeywordsMatchClientNative(t *testing.T) {
+	t.Parallel()
+	for kw := range valueKeywords {
+		got := params.ParseServerOptions([]string{kw, "x"})
+		if len(got) != 1 || got[0].String() != kw+" x" {
+			t.Errorf("client-native does not read %q as taking a value: %v", kw, got)
+		}
+	}
+	kinds := clientNativeServerKeywords(t)
+	for kw, kind := range kinds {
+		switch kind {
+		case "ServerOptionWord":
+			if CheckServerKeywords([]string{kw + "(x"}) == nil {
+				t.Errorf("%q accepted", kw+"(x")
+			}
+		case "ServerOptionValue":
+			if !valueKeywords[kw] {
+				t.Errorf("client-native reads %q with a value: add it to valueKeywords", kw)
+			}
+		case "ServerOptionIDValue":
+			if CheckServerKeywords([]string{kw, "x"}) == nil || CheckServerKeywords([]string{kw + "(1)", "x"}) == nil {
+				t.Errorf("%q (written %s(<id>) <value>) accepted", kw, kw)
+			}
+		default:
+			t.Errorf("client-native keyword %q is a %s, which this test does not know", kw, kind)
+		}
+	}
+}
+
+// clientNativeServerKeywords reads client-native's table of server
+// keywords from its source: keyword -> the type of option it parses into.
+func clientNativeServerKeywords(t *testing.T) map[string]string {
+	t.Helper()
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/haproxytech/client-native/v5").Output()
+	if err != nil {
+		t.Skipf("client-native's source not found: %v", err)
+	}
+	path := filepath.Join(strings.TrimSpace(string(dir)), "config-parser", "params", "server-options.go")
+	file, err := goparser.ParseFile(token.NewFileSet(), path, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	ast.Inspect(file, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "serverOptionFactoryMethods" || len(vs.Values) != 1 {
+			return true
+		}
+		for _, e := range vs.Values[0].(*ast.CompositeLit).Elts {
+			kv := e.(*ast.KeyValueExpr)
+			kw, _ := strconv.Unquote(kv.Key.(*ast.BasicLit).Value)
+			ret := kv.Value.(*ast.FuncLit).Body.List[0].(*ast.ReturnStmt)
+			lit := ret.Results[0].(*ast.UnaryExpr).X.(*ast.CompositeLit)
+			out[kw] = lit.Type.(*ast.Ident).Name
+		}
+		return false
+	})
+	if len(out) < 50 {
+		t.Fatalf("read only %d server keywords from %s", len(out), path)
+	}
+	return out
 }
 
 func TestAcceptedEdgeCases(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haproxytech/client-native/v5/config-parser/params"
 	"github.com/hashicorp/consul/api"
 
 	"github.com/hapctl/hapctl/internal/consul"
@@ -80,10 +81,7 @@ backends:
 			"haproxy.config_file": cfg.HAProxy.ConfigFile, "haproxy.runtime_socket": cfg.HAProxy.RuntimeSocket,
 			"haproxy.master_socket": cfg.HAProxy.MasterSocket, "haproxy.state_file": cfg.HAProxy.StateFile,
 			"haproxy.binary": cfg.HAProxy.Binary, "api.listen": cfg.API.Listen,
-			// TODO(bug): consul.address "unix://a\nb" and api.token "a\nb"
-			// with api.listen unix:... are accepted with their control
-			// characters (validate.go checkConsulAddress and validateAPI);
-			// add "consul.address" and "api.token" here once they are not.
+			"consul.address": cfg.Consul.Address, "api.token": cfg.API.Token,
 		} {
 			if hasControl(v) {
 				t.Fatalf("%s %q holds a control character", key, v)
@@ -138,6 +136,49 @@ func checkBackend(t *testing.T, b Backend) {
 	}
 	if _, err := runtime.ShowServersState(b.Name); err != nil {
 		t.Fatalf("backend %s: %v", b.Name, err)
+	}
+	if !clientNativeReads(b.ServerOptions) {
+		t.Fatalf("backend %s: client-native's parser does not finish server_options %q", b.Name, b.ServerOptions)
+	}
+}
+
+// FuzzCheckServerOptions checks that client-native's parser, which loops
+// forever on a server keyword it cannot read (haproxycfg.Parse), reads
+// every slot line whose server_options CheckServerOptions accepts.
+func FuzzCheckServerOptions(f *testing.F) {
+	for _, s := range []string{
+		"check inter 2s", "check inter", "inter", "check(x", "check inter(2s) fall 3", "sni req.hdr(host) check",
+		"set-proxy-v2-tlv-fmt(0x20) %[fc_pp_unique_id]", "set-proxy-v2-tlv-fmt x", "cookie inter check",
+		"source 10.0.0.1 usesrc client interface eth0", "ssl verify none sni", "maxconn 10 rise", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, opts string) {
+		if CheckServerOptions(opts) != nil {
+			return
+		}
+		if !clientNativeReads(opts) {
+			t.Fatalf("accepted %q, which client-native's parser does not finish", opts)
+		}
+	})
+}
+
+// clientNativeReads reports whether client-native's parser finishes the
+// options of a slot line, as a free slot's line and as a bound one's carry
+// them, within a few seconds. (When it does not, the goroutine stays
+// spinning: the test fails anyway.)
+func clientNativeReads(opts string) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		params.ParseServerOptions(append([]string{"disabled"}, strings.Fields(opts)...))
+		params.ParseServerOptions(append([]string{"disabled", "weight", "1"}, strings.Fields(opts)...))
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
 	}
 }
 

@@ -96,6 +96,9 @@ func checkConsulAddress(addr string) error {
 			if rest == "" {
 				return fmt.Errorf("%q names no socket path", addr)
 			}
+			if hasControl(rest) {
+				return fmt.Errorf("%q: the socket path contains control characters", addr)
+			}
 			return nil
 		}
 		return fmt.Errorf("%q: scheme must be http, https or unix", addr)
@@ -139,10 +142,15 @@ func (c *Config) validateHAProxy(v *validator) {
 }
 
 func (c *Config) validateAPI(v *validator) {
+	if hasControl(c.API.Token) {
+		v.add("api.token", "contains control characters")
+	}
 	listen := c.API.Listen
 	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
-		if path == "" || hasControl(path) {
+		if path == "" {
 			v.add("api.listen", "%q names no socket path", listen)
+		} else if hasControl(path) {
+			v.add("api.listen", "%q: the socket path contains control characters", listen)
 		}
 		return
 	}
@@ -152,9 +160,6 @@ func (c *Config) validateAPI(v *validator) {
 	}
 	if c.API.Token == "" && !IsLoopback(listen) {
 		v.add("api.listen", "%s is not a loopback address and no token is set: set api.token (or HAPCTL_TOKEN), or listen on 127.0.0.1 or a unix: socket", listen)
-	}
-	if hasControl(c.API.Token) {
-		v.add("api.token", "contains control characters")
 	}
 }
 
@@ -213,10 +218,6 @@ func (b *Backend) validate(v *validator, key string) {
 		v.add(key+".growth", "%q is not %q or %q", b.Growth, GrowthDynamic, GrowthReload)
 	}
 }
-
-// CheckServerOptions checks the text appended to every slot's server line
-// (runtime.ValidOptions); `haproxy -c` checks the keywords themselves.
-func CheckServerOptions(opts string) error { return runtime.ValidOptions(opts) }
 
 func isIdent(s, extra string) bool {
 	if s == "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/haproxytech/client-native/v5/config-parser/options"
 	"github.com/haproxytech/client-native/v5/config-parser/types"
 
+	"github.com/hapctl/hapctl/internal/config"
 	"github.com/hapctl/hapctl/internal/slot"
 )
 
@@ -34,15 +35,75 @@ type Parsed struct {
 // variable (DefaultSectionName) while it reads a defaults section.
 var parseMu gosync.Mutex
 
+// parseTimeout bounds one reading by client-native's parser (a variable so
+// that tests can shorten it).
+var parseTimeout = 30 * time.Second
+
+// ErrParseStuck is client-native's parser not finishing a config.
+var ErrParseStuck = errors.New("the haproxy config parser (client-native) did not finish")
+
 // Parse reads a config with client-native's parser.
+//
+// client-native v5.1.15 loops forever on a server or default-server option
+// it knows but cannot read: a keyword missing its value at the end of the
+// line (`inter`), or a keyword followed by '(' (`check(x`). So the parser
+// runs in a goroutine and Parse waits at most parseTimeout for it; past that
+// it returns ErrParseStuck and the stuck goroutine is leaked, spinning, since
+// nothing can stop it. Callers refuse to go on with such a file. The waiter,
+// not the worker, holds parseMu: a stuck worker spins over the words of one
+// server line and touches nothing shared again, so later parses may run.
 func Parse(data []byte) (*Parsed, error) {
 	parseMu.Lock()
 	defer parseMu.Unlock()
-	p, err := parser.New(options.Reader(bytes.NewReader(data)), options.UseListenSectionParsers)
-	if err != nil {
-		return nil, fmt.Errorf("parsing haproxy config: %w", err)
+	type result struct {
+		p   parser.Parser
+		err error
 	}
-	return &Parsed{p: p, data: data}, nil
+	done := make(chan result, 1)
+	input := bytes.Clone(data) // the caller may reuse data once Parse gave up
+	go func() {
+		p, err := parser.New(options.Reader(bytes.NewReader(input)), options.UseListenSectionParsers)
+		done <- result{p, err}
+	}()
+	timer := time.NewTimer(parseTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("parsing haproxy config: %w", r.err)
+		}
+		return &Parsed{p: r.p, data: data}, nil
+	case <-timer.C:
+		where := ""
+		if at := stuckLine(data); at != "" {
+			where = "; " + at
+		}
+		return nil, fmt.Errorf("parsing haproxy config: %w within %s, as happens with a server or default-server "+
+			"option missing its value (e.g. `inter` at the end of a line) or a keyword followed by '(' "+
+			"(e.g. `check(x`)%s; check the file with `haproxy -c`", ErrParseStuck, parseTimeout, where)
+	}
+}
+
+// serverLineOptions says where the options start on the lines whose options
+// client-native reads one keyword at a time.
+var serverLineOptions = map[string]int{"server": 3, "default-server": 1, "server-template": 4}
+
+// stuckLine names the first line whose server options client-native cannot
+// read (config.CheckServerKeywords), or returns "".
+func stuckLine(data []byte) string {
+	for i, l := range splitText(data).lines {
+		if len(l.fields) == 0 {
+			continue
+		}
+		at, ok := serverLineOptions[l.fields[0]]
+		if !ok || len(l.fields) <= at {
+			continue
+		}
+		if err := config.CheckServerKeywords(l.fields[at:]); err != nil {
+			return fmt.Sprintf("line %d: %v", i+1, err)
+		}
+	}
+	return ""
 }
 
 // Servers returns the server lines of a backend or listen section; false

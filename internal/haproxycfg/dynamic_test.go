@@ -1,8 +1,14 @@
 package haproxycfg
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDynamicSupport(t *testing.T) {
@@ -74,5 +80,43 @@ backend be_from_static from static
 	}
 	if got := p2.DynamicSupport("be_new", ""); !strings.Contains(got, "balance hdr with map-based") {
 		t.Errorf("new backend after an unnamed hdr() defaults: %q", got)
+	}
+}
+
+// TestParseGivesUpOnStuckParser: client-native loops forever on `inter` at
+// the end of a server line; Parse gives up with an error that says why and
+// where, and parses again afterwards. The test runs in a child process,
+// which takes the spinning goroutine with it when it exits.
+func TestParseGivesUpOnStuckParser(t *testing.T) {
+	if os.Getenv("HAPCTL_TEST_STUCK_PARSE") == "" {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestParseGivesUpOnStuckParser$", "-test.v", "-test.timeout=1m")
+		cmd.Env = append(os.Environ(), "HAPCTL_TEST_STUCK_PARSE=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestParseGivesUpOnStuckParser")) {
+			t.Fatalf("child process: %v\n%s", err, out)
+		}
+		return
+	}
+	parseTimeout = 200 * time.Millisecond
+	_, err := Parse([]byte("global\n    maxconn 10\n\nbackend be_web\n    server web1 10.0.0.1:80 check inter\n"))
+	t.Log(err)
+	for _, want := range []string{"did not finish within 200ms", "`inter` at the end of a line", "haproxy -c",
+		`line 5: "inter" takes a value and none follows it`} {
+		if !errors.Is(err, ErrParseStuck) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want ErrParseStuck saying %q", err, want)
+		}
+	}
+	if _, err := Parse([]byte("backend be_web\n    default-server check(x\n")); !errors.Is(err, ErrParseStuck) {
+		t.Fatalf("check(x: err = %v", err)
+	}
+	p, err := Parse([]byte("backend be_web\n    server web1 10.0.0.1:80 check inter 2s\n"))
+	if err != nil {
+		t.Fatalf("after giving up: %v", err)
+	}
+	if s, _ := p.Servers("be_web"); len(s) != 1 {
+		t.Fatalf("servers %v", s)
 	}
 }

@@ -6,6 +6,8 @@ package haproxycfg
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hapctl/hapctl/internal/slot"
@@ -19,46 +21,82 @@ var sectionKeywords = map[string]bool{
 	"crt-store": true, "traces": true,
 }
 
-// line is one line of the file, without its line ending.
+// line is one line of the file.
 type line struct {
 	text   string
 	fields []string // whitespace-separated words before any comment
+	nl     string   // its own ending: "\n", "\r\n", or "" for a last line without one
 }
 
-// text is the file split into lines, remembering its line ending.
+// text is the file split into lines, each keeping its own line ending.
 type text struct {
-	lines        []line
-	nl           string // "\n" or "\r\n"
-	finalNewline bool
+	lines []line
+	nl    string // the ending hapctl's new lines take: the one most lines have
 }
 
 func splitText(data []byte) *text {
-	t := &text{nl: "\n"}
-	if bytes.Contains(data, []byte("\r\n")) {
+	t := &text{}
+	crlf, lf := 0, 0
+	for s := string(data); s != ""; {
+		raw, rest, found := strings.Cut(s, "\n")
+		l := line{}
+		switch {
+		case !found:
+		case strings.HasSuffix(raw, "\r"):
+			raw, l.nl = raw[:len(raw)-1], "\r\n"
+			crlf++
+		default:
+			l.nl = "\n"
+			lf++
+		}
+		l.text, l.fields = raw, words(raw)
+		t.lines = append(t.lines, l)
+		s = rest
+	}
+	t.nl = "\n"
+	if crlf > 0 && crlf >= lf {
 		t.nl = "\r\n"
-	}
-	s := string(data)
-	t.finalNewline = strings.HasSuffix(s, "\n")
-	s = strings.TrimSuffix(s, "\n")
-	if s == "" && !t.finalNewline {
-		return t
-	}
-	for _, raw := range strings.Split(s, "\n") {
-		raw = strings.TrimSuffix(raw, "\r")
-		t.lines = append(t.lines, line{text: raw, fields: words(raw)})
 	}
 	return t
 }
 
 func (t *text) bytes() []byte {
 	var b bytes.Buffer
-	for i, l := range t.lines {
+	for _, l := range t.lines {
 		b.WriteString(l.text)
-		if i < len(t.lines)-1 || t.finalNewline {
-			b.WriteString(t.nl)
-		}
+		b.WriteString(l.nl)
 	}
 	return b.Bytes()
+}
+
+// newLine is a line of text s, without an ending.
+func newLine(s string) line { return line{text: s, fields: words(s)} }
+
+// hapctlLine is a new line of hapctl's, ending as most of the file's lines do.
+func (t *text) hapctlLine(s string) line {
+	l := newLine(s)
+	l.nl = t.nl
+	return l
+}
+
+// withText is l rewritten to s, keeping l's ending.
+func (l line) withText(s string) line {
+	n := newLine(s)
+	n.nl = l.nl
+	return n
+}
+
+// insert returns lines with add inserted at i. A last line without an
+// ending that gets lines after it gets one first: the file's usual one, or
+// just "\n" after a '\r' of its own.
+func (t *text) insert(lines []line, i int, add ...line) []line {
+	if len(add) > 0 && i > 0 && lines[i-1].nl == "" {
+		lines[i-1].nl = t.nl
+		if strings.HasSuffix(lines[i-1].text, "\r") {
+			lines[i-1].nl = "\n"
+		}
+	}
+	return slices.Insert(lines, i, add...)
 }
 
 // words splits a config line the simple way HAProxy's own keywords need
@@ -95,14 +133,37 @@ func (t *text) sections() []section {
 	return out
 }
 
-// proxy finds the backend (or listen) section called name.
-func (t *text) proxy(name string) (section, bool) {
+// proxies returns the backend (or listen) sections called name.
+func (t *text) proxies(name string) []section {
+	var out []section
 	for _, s := range t.sections() {
 		if (s.keyword == "backend" || s.keyword == "listen") && s.name == name {
-			return s, true
+			out = append(out, s)
 		}
 	}
+	return out
+}
+
+// proxy finds the first backend (or listen) section called name.
+func (t *text) proxy(name string) (section, bool) {
+	if p := t.proxies(name); len(p) > 0 {
+		return p[0], true
+	}
 	return section{}, false
+}
+
+// managed finds the section of a backend hapctl edits, which must be the
+// only one of its name: HAProxy refuses two, and client-native reads the
+// last where hapctl would edit the first.
+func (t *text) managed(name string) (section, bool, error) {
+	p := t.proxies(name)
+	if len(p) > 1 {
+		return section{}, false, fmt.Errorf("backend %s: declared twice, at lines %d and %d; HAProxy refuses that", name, p[0].start+1, p[1].start+1)
+	}
+	if len(p) == 0 {
+		return section{}, false, nil
+	}
+	return p[0], true, nil
 }
 
 // slotLine reports whether l is `server srvN ...` and returns N.

@@ -88,18 +88,21 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		if err := config.CheckServerOptions(spec.Options); err != nil {
 			return nil, nil, fmt.Errorf("backend %s: server_options: %w", spec.Backend, err)
 		}
-		sec, ok := t.proxy(spec.Backend)
+		if spec.Slots < 0 || spec.Slots > slot.MaxIndex {
+			return nil, nil, fmt.Errorf("backend %s: %d slots is outside 0..%d", spec.Backend, spec.Slots, slot.MaxIndex)
+		}
+		sec, ok, err := t.managed(spec.Backend)
+		if err != nil {
+			return nil, nil, err
+		}
 		if !ok {
 			c := Change{Backend: spec.Backend, Created: true}
-			if len(t.lines) > 0 && len(t.lines[len(t.lines)-1].fields) > 0 {
-				t.lines = append(t.lines, line{})
-			}
-			t.lines = append(t.lines, line{text: "backend " + spec.Backend, fields: []string{"backend", spec.Backend}})
+			add := t.header(spec.Backend)
 			for i := 1; i <= spec.Slots; i++ {
-				t.lines = append(t.lines, newLine(SlotLine("    ", i, spec.Options)))
+				add = append(add, t.hapctlLine(SlotLine("    ", i, spec.Options)))
 				c.Added = append(c.Added, slot.Name(i))
 			}
-			t.finalNewline = true
+			t.lines = t.insert(t.lines, len(t.lines), add...)
 			changes = append(changes, c)
 			continue
 		}
@@ -114,7 +117,7 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 			have[n] = true
 			insertAt = i + 1
 			if text, changed := withOptions(t.lines[i].text, spec.Options); changed {
-				t.lines[i] = newLine(text)
+				t.lines[i] = t.lines[i].withText(text)
 				c.Updated = append(c.Updated, slot.Name(n))
 			}
 		}
@@ -125,16 +128,11 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		var add []line
 		for i := 1; i <= spec.Slots; i++ {
 			if !have[i] {
-				add = append(add, newLine(SlotLine(indent, i, spec.Options)))
+				add = append(add, t.hapctlLine(SlotLine(indent, i, spec.Options)))
 				c.Added = append(c.Added, slot.Name(i))
 			}
 		}
-		if len(add) > 0 {
-			if insertAt == len(t.lines) {
-				t.finalNewline = true
-			}
-			t.lines = slices.Insert(t.lines, insertAt, add...)
-		}
+		t.lines = t.insert(t.lines, insertAt, add...)
 		if len(c.Added) > 0 || len(c.Updated) > 0 {
 			changes = append(changes, c)
 		}
@@ -145,7 +143,15 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 	return t.bytes(), changes, nil
 }
 
-func newLine(s string) line { return line{text: s, fields: words(s)} }
+// header returns the lines that start a new backend section at the end of
+// the file: a blank line after content, then `backend name`.
+func (t *text) header(name string) []line {
+	var out []line
+	if n := len(t.lines); n > 0 && len(t.lines[n-1].fields) > 0 {
+		out = append(out, t.hapctlLine(""))
+	}
+	return append(out, t.hapctlLine("backend "+name))
+}
 
 // withOptions returns a slot line carrying options instead of the ones it
 // has, keeping its address, `disabled` and `weight N` (and a trailing
@@ -216,6 +222,11 @@ type SlotState struct {
 // server's address: that comes from the line.) The weight is always written,
 // so that no default-server weight changes it.
 func RenderSlotLine(indent string, s SlotState, options string) (string, error) {
+	if s.Index < 1 || s.Index > slot.MaxIndex {
+		// srv0 or srv1000000 is no slot name: the line would never be found
+		// again, and added once more at every pass.
+		return "", fmt.Errorf("slot index %d is outside 1..%d", s.Index, slot.MaxIndex)
+	}
 	if err := runtime.ValidAddr(s.Endpoint.Addr()); err != nil {
 		return "", fmt.Errorf("%s: %w", slot.Name(s.Index), err)
 	}
@@ -243,7 +254,10 @@ func RefreshSlots(data []byte, backend string, states map[int]SlotState, options
 		return nil, fmt.Errorf("backend %s: server_options: %w", backend, err)
 	}
 	t := splitText(data)
-	sec, ok := t.proxy(backend)
+	sec, ok, err := t.managed(backend)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return data, nil
 	}
@@ -260,7 +274,7 @@ func RefreshSlots(data []byte, backend string, states map[int]SlotState, options
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", backend, err)
 		}
-		t.lines[i] = newLine(text)
+		t.lines[i] = t.lines[i].withText(text)
 	}
 	return t.bytes(), nil
 }
@@ -280,16 +294,18 @@ func SetSlots(data []byte, backend string, states []SlotState, options string) (
 	}
 	byIndex := make(map[int]SlotState, len(states))
 	for _, s := range states {
+		if _, dup := byIndex[s.Index]; dup {
+			return nil, fmt.Errorf("backend %s: slot %s given twice", backend, slot.Name(s.Index))
+		}
 		byIndex[s.Index] = s
 	}
 	t := splitText(data)
-	sec, ok := t.proxy(backend)
+	sec, ok, err := t.managed(backend)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
-		if len(t.lines) > 0 && len(t.lines[len(t.lines)-1].fields) > 0 {
-			t.lines = append(t.lines, line{})
-		}
-		t.lines = append(t.lines, line{text: "backend " + backend, fields: []string{"backend", backend}})
-		t.finalNewline = true
+		t.lines = t.insert(t.lines, len(t.lines), t.header(backend)...)
 		sec = section{keyword: "backend", name: backend, start: len(t.lines) - 1, end: len(t.lines)}
 	}
 	indent := t.indentOf(sec)
@@ -317,7 +333,7 @@ func SetSlots(data []byte, backend string, states []SlotState, options string) (
 			return nil, fmt.Errorf("backend %s: %w", backend, err)
 		}
 		done[n] = true
-		out = append(out, newLine(text))
+		out = append(out, l.withText(text))
 		insertAt = len(out)
 		lastContent = len(out) - 1
 	}
@@ -334,12 +350,9 @@ func SetSlots(data []byte, backend string, states []SlotState, options string) (
 			return nil, fmt.Errorf("backend %s: %w", backend, err)
 		}
 		done[s.Index] = true
-		add = append(add, newLine(text))
+		add = append(add, t.hapctlLine(text))
 	}
-	if len(add) > 0 && insertAt == len(out) && sec.end == len(t.lines) {
-		t.finalNewline = true
-	}
-	out = slices.Insert(out, insertAt, add...)
+	out = t.insert(out, insertAt, add...)
 	out = append(out, t.lines[sec.end:]...)
 	t.lines = out
 	return t.bytes(), nil

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hapctl/hapctl/internal/slot"
 )
 
 var update = flag.Bool("update", false, "rewrite the want section of testdata/*.txtar")
@@ -123,15 +125,16 @@ func TestEnsureSlotsGolden(t *testing.T) {
 }
 
 // assertOnlyAdded checks that hapctl touched nothing but its own lines:
-// the input's lines other than slot lines appear in out unchanged and in
-// order, and out's other additions are a created backend's header and blank
-// separators.
+// the input's lines other than slot lines appear in out unchanged, line
+// endings included, and in order, and out's other additions are a created
+// backend's header and blank separators. Only an input's last line without
+// an ending may gain one, when lines are added after it.
 func assertOnlyAdded(t *testing.T, in, out []byte) {
 	t.Helper()
 	userLines := func(data []byte) []string {
 		var keep []string
-		for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
-			if _, ok := slotLine(newLine(l)); !ok {
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if _, ok := slotLine(newLine(l)); !ok && l != "" {
 				keep = append(keep, l)
 			}
 		}
@@ -140,16 +143,17 @@ func assertOnlyAdded(t *testing.T, in, out []byte) {
 	inLines, outLines := userLines(in), userLines(out)
 	i := 0
 	for _, l := range outLines {
-		if i < len(inLines) && l == inLines[i] {
+		if i < len(inLines) && (l == inLines[i] || i == len(inLines)-1 && !strings.HasSuffix(inLines[i], "\n") &&
+			(l == inLines[i]+"\n" || l == inLines[i]+"\r\n")) {
 			i++
 			continue
 		}
-		if !strings.HasPrefix(l, "backend ") && l != "" {
+		if l = strings.TrimRight(l, "\r\n"); !strings.HasPrefix(l, "backend ") && l != "" {
 			t.Fatalf("line %q is neither the user's nor hapctl's", l)
 		}
 	}
 	if i != len(inLines) {
-		t.Fatalf("user line %q lost or changed", inLines[i])
+		t.Fatalf("user line %q lost or changed:\n%q", inLines[i], out)
 	}
 }
 
@@ -250,6 +254,117 @@ func TestSetSlotsRefusesUnsafeValues(t *testing.T) {
 	} {
 		if out, err := SetSlots(in, c.backend, []SlotState{c.state}, c.options); err == nil {
 			t.Errorf("%+v accepted:\n%s", c, out)
+		}
+	}
+}
+
+// TestRenderSlotLineRefusesIndexOutOfRange: srv0 or srv1000000 is no slot
+// line, so SetSlots would add it again at every pass.
+func TestRenderSlotLineRefusesIndexOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, index := range []int{0, -3, slot.MaxIndex + 1} {
+		st := SlotState{Index: index, Endpoint: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1}
+		if line, err := RenderSlotLine("    ", st, ""); err == nil {
+			t.Errorf("index %d rendered %q", index, line)
+		}
+		if out, err := SetSlots([]byte("backend be_web\n"), "be_web", []SlotState{st}, ""); err == nil {
+			t.Errorf("index %d: SetSlots wrote:\n%s", index, out)
+		}
+	}
+	if out, _, err := EnsureSlots([]byte("backend be_web\n"), []SlotSpec{{Backend: "be_web", Slots: slot.MaxIndex + 1}}); err == nil {
+		t.Errorf("%d slots: EnsureSlots wrote %d bytes", slot.MaxIndex+1, len(out))
+	}
+}
+
+// TestSetSlotsRefusesDuplicateIndex: two states of one slot would render
+// the existing line from one and a new line from the other.
+func TestSetSlotsRefusesDuplicateIndex(t *testing.T) {
+	t.Parallel()
+	states := []SlotState{
+		{Index: 2, Endpoint: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1},
+		{Index: 2, Endpoint: netip.MustParseAddrPort("10.0.0.2:80"), Weight: 1},
+	}
+	for _, in := range []string{"backend be_web\n", "backend be_web\n    server srv2 127.0.0.1:1 disabled\n"} {
+		out, err := SetSlots([]byte(in), "be_web", states, "")
+		if err == nil || !strings.Contains(err.Error(), "slot srv2 given twice") {
+			t.Errorf("%q: err = %v, wrote:\n%s", in, err, out)
+		}
+	}
+}
+
+// TestLineEndingsKept: in a file mixing "\n" and "\r\n", every line keeps
+// its own ending, new lines take the one most lines have, and a last line
+// without an ending gets one only when lines are added after it.
+func TestLineEndingsKept(t *testing.T) {
+	t.Parallel()
+	const mixed = "global\n    maxconn 10\r\n\nbackend be_web\n    balance roundrobin\r\n" +
+		"    server srv1 127.0.0.1:1 disabled\r\n    # end\n"
+	const crlfNoEnd = "backend be_web\r\n    option httpchk\r\n    timeout server 5s\n    balance roundrobin"
+	states := []SlotState{
+		{Index: 1, Endpoint: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1},
+		{Index: 2, Endpoint: netip.MustParseAddrPort("10.0.0.2:80"), Weight: 2},
+	}
+	tests := []struct {
+		name string
+		edit func([]byte) ([]byte, error)
+		in   string
+		want string
+	}{
+		{
+			"ensure, mostly LF", func(b []byte) ([]byte, error) {
+				out, _, err := EnsureSlots(b, []SlotSpec{{Backend: "be_web", Slots: 2}})
+				return out, err
+			}, mixed,
+			"global\n    maxconn 10\r\n\nbackend be_web\n    balance roundrobin\r\n" +
+				"    server srv1 127.0.0.1:1 disabled\r\n    server srv2 127.0.0.1:1 disabled\n    # end\n",
+		},
+		{
+			"set, mostly LF", func(b []byte) ([]byte, error) { return SetSlots(b, "be_web", states, "") }, mixed,
+			"global\n    maxconn 10\r\n\nbackend be_web\n    balance roundrobin\r\n" +
+				"    server srv1 10.0.0.1:80 weight 1\r\n    server srv2 10.0.0.2:80 weight 2\n    # end\n",
+		},
+		{
+			"refresh, mostly LF", func(b []byte) ([]byte, error) {
+				return RefreshSlots(b, "be_web", map[int]SlotState{1: states[0]}, "")
+			}, mixed,
+			"global\n    maxconn 10\r\n\nbackend be_web\n    balance roundrobin\r\n" +
+				"    server srv1 10.0.0.1:80 weight 1\r\n    # end\n",
+		},
+		{
+			"ensure, mostly CRLF, no final ending", func(b []byte) ([]byte, error) {
+				out, _, err := EnsureSlots(b, []SlotSpec{{Backend: "be_web", Slots: 1}, {Backend: "be_new", Slots: 1}})
+				return out, err
+			}, crlfNoEnd,
+			crlfNoEnd + "\r\n    server srv1 127.0.0.1:1 disabled\r\n\r\nbackend be_new\r\n    server srv1 127.0.0.1:1 disabled\r\n",
+		},
+		{
+			"set nothing, no final ending", func(b []byte) ([]byte, error) { return SetSlots(b, "be_web", nil, "") },
+			crlfNoEnd, crlfNoEnd,
+		},
+	}
+	for _, tt := range tests {
+		got, err := tt.edit([]byte(tt.in))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestEditsRefuseBackendDeclaredTwice: HAProxy refuses two proxies of one
+// name, and client-native reads the last where hapctl would edit the first.
+func TestEditsRefuseBackendDeclaredTwice(t *testing.T) {
+	t.Parallel()
+	in := []byte("backend be_web\n    server srv1 127.0.0.1:1 disabled\nlisten be_web\n    bind :80\n")
+	st := SlotState{Index: 1, Endpoint: netip.MustParseAddrPort("10.0.0.1:80"), Weight: 1}
+	_, _, err1 := EnsureSlots(in, []SlotSpec{{Backend: "be_web", Slots: 2}})
+	_, err2 := SetSlots(in, "be_web", []SlotState{st}, "")
+	_, err3 := RefreshSlots(in, "be_web", map[int]SlotState{1: st}, "")
+	for i, err := range []error{err1, err2, err3} {
+		if err == nil || !strings.Contains(err.Error(), "backend be_web: declared twice, at lines 1 and 3") {
+			t.Errorf("edit %d: err = %v", i+1, err)
 		}
 	}
 }

@@ -328,7 +328,7 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 	}
 	out.Want = rd.want
 	if bytes.Equal(rd.data, cur) && !rd.reload {
-		return out, nil
+		return out, r.saveState(rd)
 	}
 	// Check the candidate, then look at HAProxy once more right before the
 	// file is written and HAProxy reloads: the sync loop keeps applying
@@ -367,12 +367,10 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 	}
 	out.Want = rd.want
 	if !rd.reload {
-		return out, nil
+		return out, r.saveState(rd)
 	}
-	if r.StateFile != "" {
-		if err := writeStateFile(r.StateFile, rd.snapshot); err != nil {
-			return out, r.fail(StageWrite, err)
-		}
+	if err := r.saveState(rd); err != nil {
+		return out, err
 	}
 	out.Reason = ReasonShrink
 	if rd.grew {
@@ -416,6 +414,19 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 	}
 	ev.Int("pid", pid).Str("reason", out.Reason).Dur("took_ms", took).Msg("haproxy reloaded with new slot lines")
 	return out, nil
+}
+
+// saveState writes the servers state a rendering was made from to the
+// state file, so that a reload or restart, by hapctl or anyone, brings back
+// each slot's drain, maint, weight and port along with the slot lines.
+func (r *Reloader) saveState(rd rendering) error {
+	if r.StateFile == "" {
+		return nil
+	}
+	if err := writeStateFile(r.StateFile, rd.snapshot); err != nil {
+		return r.fail(StageWrite, err)
+	}
+	return nil
 }
 
 // render reads HAProxy's servers state and renders every managed backend's

@@ -54,7 +54,7 @@ func (l *load) noFailures(t *testing.T) {
 		defer l.mu.Unlock()
 		t.Fatalf("%d of %d requests failed: %v", n, l.sent.Load(), l.errors)
 	}
-	t.Logf("%d requests, 0 failed", l.sent.Load())
+	t.Logf("%d requests, 0 failed, slowest %v", l.sent.Load(), time.Duration(l.slowest.Load()).Round(time.Millisecond))
 }
 
 // slotWatch samples be_web's slots until stopped and remembers every

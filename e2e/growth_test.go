@@ -133,7 +133,8 @@ func testGrowAndShrink(t *testing.T, mode string) {
 	if !strings.Contains(cfg, "    retries 3\n    option redispatch\n    server srv1 ") {
 		t.Fatalf("the user's lines moved:\n%s", cfg)
 	}
-	t.Logf("%s mode: %d reloads to grow 8 → 64 slots, %d in all; %d requests, 0 failed", mode, grown, reloads, ld.sent.Load())
+	t.Logf("%s mode: %d reloads to grow 8 → 64 slots, %d in all; %d requests, 0 failed, slowest %v", mode, grown, reloads, ld.sent.Load(),
+		time.Duration(ld.slowest.Load()).Round(time.Millisecond))
 }
 
 // TestRefusedConfigNeverReloads: server_options that haproxy -c refuses

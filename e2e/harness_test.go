@@ -271,6 +271,7 @@ func startBackendOn(t testing.TB, name, host string) *backend {
 // few workers at a bounded rate, until stopped.
 type load struct {
 	sent, failed atomic.Int64
+	slowest      atomic.Int64 // nanoseconds of the slowest request
 	mu           sync.Mutex
 	errors       []string
 	stop         context.CancelFunc
@@ -282,7 +283,7 @@ func startLoad(t testing.TB, url string, workers int, perWorker time.Duration) *
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{stop: cancel}
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute}
-	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	for i := 0; i < workers; i++ {
 		l.done.Add(1)
 		go func() {
@@ -296,6 +297,7 @@ func startLoad(t testing.TB, url string, workers int, perWorker time.Duration) *
 				case <-tick.C:
 				}
 				l.sent.Add(1)
+				start := time.Now()
 				resp, err := client.Get(url)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
@@ -303,6 +305,9 @@ func startLoad(t testing.TB, url string, workers int, perWorker time.Duration) *
 					if resp.StatusCode != http.StatusOK {
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
+				}
+				if took := int64(time.Since(start)); took > l.slowest.Load() {
+					l.slowest.Store(took) // racy max: good enough for a report
 				}
 				if err != nil && ctx.Err() == nil {
 					l.failed.Add(1)

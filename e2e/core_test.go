@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 	"github.com/hapctl/hapctl/internal/testbed"
 )
 
@@ -138,8 +139,14 @@ func TestCoreScenario(t *testing.T) {
 	if !slices.Equal(stable, want) {
 		t.Fatalf("after the hostile burst:\n got  %v\n want %v", stable, want)
 	}
-	if fileContent(t, b.haproxy.ConfigPath) != cfgBefore {
-		t.Fatal("haproxy.cfg changed after the bootstrap")
+	// hapctl keeps its slot lines in step with HAProxy; the user's lines
+	// stay as they are, and nothing hostile reaches the file.
+	cfgAfter := fileContent(t, b.haproxy.ConfigPath)
+	if userLines(cfgAfter) != userLines(cfgBefore) {
+		t.Fatalf("the user's lines of haproxy.cfg changed:\n%s\n--- before ---\n%s", cfgAfter, cfgBefore)
+	}
+	if strings.Contains(cfgAfter, "70000") || strings.Contains(cfgAfter, "evil") {
+		t.Fatalf("a hostile value reached haproxy.cfg:\n%s", cfgAfter)
 	}
 
 	// Restart hapctl with nothing changed in Consul: nothing changes in HAProxy.
@@ -181,4 +188,18 @@ func TestCoreScenario(t *testing.T) {
 	if failed != 0 {
 		t.Fatalf("%d of %d requests failed: %v", failed, sent, ld.errors)
 	}
+}
+
+// userLines is a config without hapctl's slot lines.
+func userLines(cfg string) string {
+	var out []string
+	for _, line := range strings.Split(cfg, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "server" {
+			if _, ok := slot.Index(f[1]); ok {
+				continue
+			}
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
 }

@@ -118,7 +118,8 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 
 	d := &Daemon{cfg: cfg, log: log, store: hconsul.NewStore(),
-		probe: &hconsul.Probe{Status: client.Status(), Log: log, OnError: func(error) { m.ConsulErrors.Inc() }}}
+		probe: &hconsul.Probe{Status: client.Status(), RequireLeader: !cfg.Consul.AllowStale, Log: log,
+			OnError: func(error) { m.ConsulErrors.Inc() }}}
 	d.reloader = &haproxycfg.Reloader{
 		ConfigFile: cfg.HAProxy.ConfigFile, Binary: cfg.HAProxy.Binary, StateFile: cfg.HAProxy.StateFile,
 		Backends: haproxycfg.SpecsFor(cfg.Backends), Runtime: rt, Master: master,

@@ -3,6 +3,7 @@ package consul
 import (
 	"cmp"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ const (
 	DefaultProbeTimeout  = 2 * time.Second
 	downInterval         = 500 * time.Millisecond
 )
+
+var errNoLeader = errors.New("the consul cluster has no leader")
 
 // StatusAPI is the part of consul/api's Status client a Probe needs.
 type StatusAPI interface {
@@ -33,13 +36,19 @@ var _ StatusAPI = (*api.Status)(nil)
 // restarts every blocking query in flight, so none stays stuck on a
 // connection that died with the outage.
 //
-// The probe asks for the raft leader, which any agent answers from memory;
-// "no leader" is an answer too (the blocking queries report that one).
+// The probe asks for the raft leader, which any agent answers from memory.
+// With RequireLeader, "no leader" is a failure too: the cluster cannot
+// answer consistent queries, and the recovery that restarts the queries is
+// the election of a leader, not the agent's first answer.
 type Probe struct {
 	Status   StatusAPI
 	Interval time.Duration // 0: DefaultProbeInterval
 	Timeout  time.Duration // 0: DefaultProbeTimeout
 	Log      zerolog.Logger
+	// RequireLeader counts an agent whose cluster has no leader as down: its
+	// consistent queries are held or fail. Without it (allow_stale), any
+	// answer will do.
+	RequireLeader bool
 	// OnError is called for each failed probe.
 	OnError func(err error)
 
@@ -60,8 +69,11 @@ func (p *Probe) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, cmp.Or(p.Timeout, DefaultProbeTimeout))
-		_, err := p.Status.LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(callCtx))
+		leader, err := p.Status.LeaderWithQueryOptions((&api.QueryOptions{}).WithContext(callCtx))
 		cancel()
+		if err == nil && p.RequireLeader && leader == "" {
+			err = errNoLeader
+		}
 		if ctx.Err() != nil {
 			return
 		}

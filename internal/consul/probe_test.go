@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,5 +109,101 @@ func TestProbeClearedByAnAnswer(t *testing.T) {
 	nilProbe.answered()
 	if nilProbe.Err() != nil || nilProbe.recovered() != nil {
 		t.Fatal("a nil probe is not inert")
+	}
+}
+
+// TestRestartAfterFailuresDoesNotBlock: a call that hangs after failed ones
+// (the agent restarting) is restarted by the probe, and the call after it
+// must not block on the old index: the error clears with the next answer,
+// though nothing changed.
+func TestRestartAfterFailuresDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	one := []*api.ServiceEntry{entry("web-1", "n", "10.0.0.1", "", 80)}
+	fake := &scripted{called: make(chan struct{}, 100), answers: []answer{
+		{one, 10, nil},
+		{nil, 0, errors.New("connection refused")},
+	}}
+	p := &Probe{Log: zerolog.Nop()}
+	store := NewStore()
+	w := &Watch{Service: "web", Backends: []string{"be"}, Health: fake, Store: store, Log: zerolog.Nop(), Probe: p}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for range 3 { // the answer, the error, then a call that hangs
+		select {
+		case <-fake.called:
+		case <-time.After(5 * time.Second):
+			t.Fatal("too few calls")
+		}
+	}
+	if len(store.Errors()) != 1 {
+		t.Fatalf("errors = %v", store.Errors())
+	}
+	fake.mu.Lock()
+	fake.answers = []answer{{one, 10, nil}}
+	fake.mu.Unlock()
+	p.record(errors.New("down"))
+	p.record(nil) // the agent answers again: the hung call is restarted
+	select {
+	case <-fake.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hung call was not restarted")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(store.Errors()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the error did not clear: the call after the restart blocked on the old index")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if got := fake.calls[3].WaitIndex; got != 0 {
+		t.Fatalf("the call after the restart waits on index %d", got)
+	}
+}
+
+// leaderless answers with no leader until elected is set.
+type leaderless struct{ elected atomic.Bool }
+
+func (l *leaderless) LeaderWithQueryOptions(*api.QueryOptions) (string, error) {
+	if l.elected.Load() {
+		return "127.0.0.1:8300", nil
+	}
+	return "", nil
+}
+
+func TestProbeRequiresALeader(t *testing.T) {
+	t.Parallel()
+	for _, require := range []bool{true, false} {
+		status := &leaderless{}
+		p := &Probe{Status: status, Interval: 5 * time.Millisecond, RequireLeader: require, Log: zerolog.Nop()}
+		back := p.recovered()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { p.Run(ctx); close(done) }()
+		deadline := time.Now().Add(5 * time.Second)
+		if require {
+			for p.Err() == nil {
+				if time.Now().After(deadline) {
+					t.Fatal("no leader did not count as down")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			status.elected.Store(true)
+			select {
+			case <-back:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the election did not count as recovery")
+			}
+		} else {
+			time.Sleep(50 * time.Millisecond) // ten probes
+			if p.Err() != nil {
+				t.Fatalf("without RequireLeader, no leader counted as down: %v", p.Err())
+			}
+		}
+		cancel()
+		<-done
 	}
 }

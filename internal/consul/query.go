@@ -119,14 +119,17 @@ type blocking struct {
 func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64, error), failed func(error), answered func()) {
 	q := newQuery(cmp.Or(b.rate, DefaultRate), cmp.Or(b.burst, DefaultBurst))
 	wait := cmp.Or(b.waitTime, DefaultWaitTime)
+	now := false // ask again without waiting
 	for {
-		if d := q.wait(time.Now()); d > 0 {
+		if d := q.wait(time.Now()); d > 0 && !now {
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
+			case <-b.probe.recovered(): // the agent is back: no more backoff
+				t.Stop()
 			}
 		}
 		// Consul holds the query up to wait plus wait/16 of jitter; past
@@ -150,9 +153,10 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && restarted() {
+		if now = err != nil && restarted(); now {
 			// The agent answers again: ask again at once, without backoff.
-			q.failures = 0
+			// The failures stay counted, so that the next call does not
+			// block on the old index and the error clears at once.
 			continue
 		}
 		if err != nil {

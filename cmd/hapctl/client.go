@@ -107,7 +107,7 @@ func baseURL(addr string) (string, error) {
 			return "", bad("port out of range")
 		}
 	}
-	return u.Scheme + "://" + u.Host, nil
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String(), nil // re-escapes an IPv6 zone
 }
 
 // call sends a request and decodes a 2xx answer into out (raw JSON into

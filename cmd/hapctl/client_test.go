@@ -164,7 +164,7 @@ func TestClientRefusesAddressesThatMisroute(t *testing.T) {
 		}
 	}
 	for addr, base := range map[string]string{"127.0.0.1:9680": "http://127.0.0.1:9680", "http://[::1]:9680/": "http://[::1]:9680",
-		"https://hapctl.example": "https://hapctl.example"} {
+		"https://hapctl.example": "https://hapctl.example", "http://[fe80::1%25eth0]:9680": "http://[fe80::1%25eth0]:9680"} {
 		cf := clientFlags{addr: addr}
 		c, err := cf.client()
 		if err != nil || c.base != base {

@@ -32,9 +32,10 @@ var _ StatusAPI = (*api.Status)(nil)
 // A blocking query cannot tell a quiet service from a hung agent or a
 // connection that died without a reset: it just waits, up to its wait time
 // (minutes). The probe makes such an outage show in /readyz within
-// Interval+Timeout, and when the agent answers again after failing, it
-// restarts every blocking query in flight, so none stays stuck on a
-// connection that died with the outage.
+// Interval + 2 Timeouts + downInterval (two failures in a row: ≈ 10 s), and
+// when the agent answers again after failing, it restarts every blocking
+// query in flight, so none stays stuck on a connection that died with the
+// outage.
 //
 // The probe asks for the raft leader, which any agent answers from memory.
 // With RequireLeader, "no leader" is a failure too: the cluster cannot
@@ -52,10 +53,15 @@ type Probe struct {
 	// OnError is called for each failed probe.
 	OnError func(err error)
 
-	mu   sync.Mutex
-	err  error
-	back chan struct{} // closed and replaced when the agent answers after failing
+	mu    sync.Mutex
+	err   error         // set after downAfter failures in a row
+	fails int           // failures in a row
+	back  chan struct{} // closed and replaced when the agent answers after failing
 }
+
+// downAfter is how many probes in a row must fail before the agent counts
+// as down: one slow answer is not an outage.
+const downAfter = 2
 
 // Run probes until ctx ends. While the agent does not answer, it probes
 // every downInterval, so that recovery shows soon.
@@ -97,6 +103,14 @@ func (p *Probe) answered() {
 func (p *Probe) record(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err != nil && p.OnError != nil {
+		p.OnError(err)
+	}
+	if err == nil {
+		p.fails = 0
+	} else if p.fails++; p.fails < downAfter {
+		return
+	}
 	switch {
 	case err != nil && p.err == nil:
 		p.Log.Error().Err(err).Msg("consul agent does not answer; HAProxy is kept as it is")
@@ -106,9 +120,6 @@ func (p *Probe) record(err error) {
 			close(p.back)
 			p.back = nil
 		}
-	}
-	if err != nil && p.OnError != nil {
-		p.OnError(err)
 	}
 	p.err = err
 }

@@ -93,8 +93,12 @@ func TestProbeClearedByAnAnswer(t *testing.T) {
 	p := &Probe{Log: zerolog.Nop()}
 	back := p.recovered()
 	p.record(errors.New("timeout"))
+	if p.Err() != nil {
+		t.Fatal("one failed probe counted as an outage")
+	}
+	p.record(errors.New("timeout"))
 	if p.Err() == nil {
-		t.Fatal("no error recorded")
+		t.Fatal("two failed probes in a row did not count as an outage")
 	}
 	p.answered()
 	if p.Err() != nil {
@@ -144,6 +148,7 @@ func TestRestartAfterFailuresDoesNotBlock(t *testing.T) {
 	fake.answers = []answer{{one, 10, nil}}
 	fake.mu.Unlock()
 	p.record(errors.New("down"))
+	p.record(errors.New("down"))
 	p.record(nil) // the agent answers again: the hung call is restarted
 	select {
 	case <-fake.called:
@@ -165,9 +170,13 @@ func TestRestartAfterFailuresDoesNotBlock(t *testing.T) {
 }
 
 // leaderless answers with no leader until elected is set.
-type leaderless struct{ elected atomic.Bool }
+type leaderless struct {
+	elected atomic.Bool
+	calls   atomic.Int64
+}
 
 func (l *leaderless) LeaderWithQueryOptions(*api.QueryOptions) (string, error) {
+	l.calls.Add(1)
 	if l.elected.Load() {
 		return "127.0.0.1:8300", nil
 	}
@@ -198,12 +207,52 @@ func TestProbeRequiresALeader(t *testing.T) {
 				t.Fatal("the election did not count as recovery")
 			}
 		} else {
-			time.Sleep(50 * time.Millisecond) // ten probes
+			for status.calls.Load() < 10 {
+				if time.Now().After(deadline) {
+					t.Fatal("the probe does not run")
+				}
+				time.Sleep(time.Millisecond)
+			}
 			if p.Err() != nil {
 				t.Fatalf("without RequireLeader, no leader counted as down: %v", p.Err())
 			}
 		}
 		cancel()
 		<-done
+	}
+}
+
+// TestRestartedCallDoesNotBlockOnOldIndex: a call hung on index 10 (a dead
+// connection) is restarted when the agent answers again; the agent may have
+// come back with its index reset, so the next call must not wait on 10.
+func TestRestartedCallDoesNotBlockOnOldIndex(t *testing.T) {
+	t.Parallel()
+	one := []*api.ServiceEntry{entry("web-1", "n", "10.0.0.1", "", 80)}
+	fake := &scripted{called: make(chan struct{}, 100), answers: []answer{{one, 10, nil}}}
+	p := &Probe{Log: zerolog.Nop()}
+	w := &Watch{Service: "web", Backends: []string{"be"}, Health: fake, Store: NewStore(), Log: zerolog.Nop(), Probe: p}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for range 2 { // the answer, then a call that hangs on index 10
+		select {
+		case <-fake.called:
+		case <-time.After(5 * time.Second):
+			t.Fatal("too few calls")
+		}
+	}
+	p.record(errors.New("down"))
+	p.record(errors.New("down"))
+	p.record(nil)
+	select {
+	case <-fake.called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hung call was not restarted")
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if fake.calls[1].WaitIndex != 10 || fake.calls[2].WaitIndex != 0 {
+		t.Fatalf("wait indexes %d then %d, want 10 then 0", fake.calls[1].WaitIndex, fake.calls[2].WaitIndex)
 	}
 }

@@ -69,6 +69,35 @@ func (q *query) wait(now time.Time) time.Duration {
 	return q.limiter.ReserveN(now, 1).DelayFrom(now)
 }
 
+// sleep waits d, or less when the probe sees the agent answer again after
+// an outage: then it waits recoveryDelay, so that the watches of every
+// service do not all call the agent at one instant. It returns false when
+// ctx ends.
+func (b blocking) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	case <-b.probe.recovered():
+	}
+	t.Reset(recoveryDelay())
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// recoveryJitter spreads the calls of every watch over this long after the
+// agent answers again.
+const recoveryJitter = 200 * time.Millisecond
+
+func recoveryDelay() time.Duration { return rand.N(recoveryJitter) + time.Millisecond }
+
 // restartOnRecovery cancels a call when the probe sees the agent answer
 // again after an outage, and tells whether it did.
 func (b blocking) restartOnRecovery(callCtx context.Context, cancel context.CancelFunc) func() bool {
@@ -119,27 +148,25 @@ type blocking struct {
 func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64, error), failed func(error), answered func()) {
 	q := newQuery(cmp.Or(b.rate, DefaultRate), cmp.Or(b.burst, DefaultBurst))
 	wait := cmp.Or(b.waitTime, DefaultWaitTime)
-	now := false // ask again without waiting
+	restartedLast := false // the last call was cut short by the agent's recovery
 	for {
-		if d := q.wait(time.Now()); d > 0 && !now {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			case <-b.probe.recovered(): // the agent is back: no more backoff
-				t.Stop()
-			}
+		d := q.wait(time.Now())
+		if restartedLast {
+			d = recoveryDelay()
+		}
+		if d > 0 && !b.sleep(ctx, d) {
+			return
 		}
 		// Consul holds the query up to wait plus wait/16 of jitter; past
 		// that (a stopped agent, a half-open connection) the call fails.
 		callCtx, cancel := context.WithTimeout(ctx, wait+wait/16+cmp.Or(b.slack, callSlack))
 		restarted := b.restartOnRecovery(callCtx, cancel)
 		waitIndex := q.index
-		if q.failures > 0 {
-			// The first call after failures does not block: it clears the
-			// error at once, instead of when something changes.
+		if q.failures > 0 || restartedLast {
+			// The first call after failures or an outage does not block:
+			// it clears the error at once instead of when something
+			// changes, and it cannot hang on an index that a restarted
+			// agent may never reach again.
 			waitIndex = 0
 		}
 		opts := (&api.QueryOptions{
@@ -153,10 +180,8 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 		if ctx.Err() != nil {
 			return
 		}
-		if now = err != nil && restarted(); now {
-			// The agent answers again: ask again at once, without backoff.
-			// The failures stay counted, so that the next call does not
-			// block on the old index and the error clears at once.
+		if restartedLast = err != nil && restarted(); restartedLast {
+			// The agent answers again: ask again soon, without backoff.
 			continue
 		}
 		if err != nil {

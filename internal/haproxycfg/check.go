@@ -39,6 +39,18 @@ var parseMu gosync.Mutex
 // that tests can shorten it).
 var parseTimeout = 30 * time.Second
 
+// newParser is client-native's parser (a variable so that a test can make
+// it hang).
+var newParser = func(data []byte) (parser.Parser, error) {
+	return parser.New(options.Reader(bytes.NewReader(data)), options.UseListenSectionParsers)
+}
+
+// stuckParsers counts the parsers that never finished (under parseMu); at
+// maxStuck Parse refuses to start more.
+var stuckParsers int
+
+const maxStuck = 2
+
 // ErrParseStuck is client-native's parser not finishing a config.
 var ErrParseStuck = errors.New("the haproxy config parser (client-native) did not finish")
 
@@ -55,6 +67,16 @@ var ErrParseStuck = errors.New("the haproxy config parser (client-native) did no
 func Parse(data []byte) (*Parsed, error) {
 	parseMu.Lock()
 	defer parseMu.Unlock()
+	// The lines known to make it loop are refused before it starts, and
+	// after maxStuck parsers got stuck on inputs nobody foresaw, every
+	// parse is refused: each one spins a core until hapctl exits.
+	if at := stuckLine(data); at != "" {
+		return nil, fmt.Errorf("parsing haproxy config: %w: %s; check the file with `haproxy -c`", ErrParseStuck, at)
+	}
+	if stuckParsers >= maxStuck {
+		return nil, fmt.Errorf("parsing haproxy config: %w %d times already; restart hapctl once haproxy.cfg passes `haproxy -c`",
+			ErrParseStuck, stuckParsers)
+	}
 	type result struct {
 		p   parser.Parser
 		err error
@@ -62,7 +84,7 @@ func Parse(data []byte) (*Parsed, error) {
 	done := make(chan result, 1)
 	input := bytes.Clone(data) // the caller may reuse data once Parse gave up
 	go func() {
-		p, err := parser.New(options.Reader(bytes.NewReader(input)), options.UseListenSectionParsers)
+		p, err := newParser(input)
 		done <- result{p, err}
 	}()
 	timer := time.NewTimer(parseTimeout)
@@ -74,6 +96,7 @@ func Parse(data []byte) (*Parsed, error) {
 		}
 		return &Parsed{p: r.p, data: data}, nil
 	case <-timer.C:
+		stuckParsers++
 		where := ""
 		if at := stuckLine(data); at != "" {
 			where = "; " + at

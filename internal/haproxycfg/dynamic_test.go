@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	parser "github.com/haproxytech/client-native/v5/config-parser"
 )
 
 func TestDynamicSupport(t *testing.T) {
@@ -84,12 +87,24 @@ backend be_from_static from static
 }
 
 // TestParseGivesUpOnStuckParser: client-native loops forever on `inter` at
-// the end of a server line; Parse gives up with an error that says why and
-// where, and parses again afterwards. The test runs in a child process,
-// which takes the spinning goroutine with it when it exits.
+// the end of a server line. Parse refuses the lines known to do that before
+// starting it, gives up on a parser that hangs anyway (here a stand-in) with
+// an error that says why, refuses to start more after maxStuck, and parses
+// other files in between. The test runs in a child process, which takes the
+// hung goroutines with it when it exits.
 func TestParseGivesUpOnStuckParser(t *testing.T) {
 	if os.Getenv("HAPCTL_TEST_STUCK_PARSE") == "" {
 		t.Parallel()
+		// Known lines are refused at once, with no parser started.
+		_, err := Parse([]byte("global\n    maxconn 10\n\nbackend be_web\n    server web1 10.0.0.1:80 check inter\n"))
+		for _, want := range []string{"haproxy -c", `line 5: "inter" takes a value and none follows it`} {
+			if !errors.Is(err, ErrParseStuck) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want ErrParseStuck saying %q", err, want)
+			}
+		}
+		if _, err := Parse([]byte("backend be_web\n    default-server check(x\n")); !errors.Is(err, ErrParseStuck) {
+			t.Fatalf("check(x: err = %v", err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestParseGivesUpOnStuckParser$", "-test.v", "-test.timeout=1m")
@@ -101,17 +116,20 @@ func TestParseGivesUpOnStuckParser(t *testing.T) {
 		return
 	}
 	parseTimeout = 200 * time.Millisecond
-	_, err := Parse([]byte("global\n    maxconn 10\n\nbackend be_web\n    server web1 10.0.0.1:80 check inter\n"))
-	t.Log(err)
-	for _, want := range []string{"did not finish within 200ms", "`inter` at the end of a line", "haproxy -c",
-		`line 5: "inter" takes a value and none follows it`} {
-		if !errors.Is(err, ErrParseStuck) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("err = %v, want ErrParseStuck saying %q", err, want)
+	real := newParser
+	var started atomic.Int32
+	newParser = func([]byte) (parser.Parser, error) { started.Add(1); select {} } // a parser that never finishes
+	for i := range maxStuck {
+		_, err := Parse([]byte("backend be_web\n    server web1 10.0.0.1:80\n"))
+		if !errors.Is(err, ErrParseStuck) || !strings.Contains(err.Error(), "did not finish within 200ms") {
+			t.Fatalf("stuck parser %d: err = %v", i, err)
 		}
 	}
-	if _, err := Parse([]byte("backend be_web\n    default-server check(x\n")); !errors.Is(err, ErrParseStuck) {
-		t.Fatalf("check(x: err = %v", err)
+	_, err := Parse([]byte("backend be_web\n    server web1 10.0.0.1:80\n"))
+	if !errors.Is(err, ErrParseStuck) || !strings.Contains(err.Error(), "restart hapctl") || started.Load() != maxStuck {
+		t.Fatalf("after %d stuck parsers: err = %v, %d parsers started; want a refusal without a new one", maxStuck, err, started.Load())
 	}
+	newParser, stuckParsers = real, 0
 	p, err := Parse([]byte("backend be_web\n    server web1 10.0.0.1:80 check inter 2s\n"))
 	if err != nil {
 		t.Fatalf("after giving up: %v", err)

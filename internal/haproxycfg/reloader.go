@@ -24,6 +24,9 @@ import (
 
 // Reloader timing.
 const (
+	// persistEvery is the least time between two passes that only write
+	// the slot lines and the state file (reload_min_interval if longer).
+	persistEvery = 2 * time.Second
 	// DefaultSettle is how long requests must stop changing before the
 	// Reloader acts, so that a burst of new instances costs one reload.
 	DefaultSettle = 100 * time.Millisecond
@@ -87,6 +90,7 @@ type Reloader struct {
 	first      time.Time // when the oldest pending request came
 	changed    time.Time // when a request last changed
 	lastReload time.Time
+	lastSave   time.Time // the last attempt without a reload request
 	retryAt    time.Time
 	failures   int
 	err        error
@@ -173,6 +177,13 @@ func (r *Reloader) due() (time.Time, bool) {
 	if limit := r.first.Add(max(settle, r.MinInterval)); t.After(limit) {
 		t = limit
 	}
+	if len(r.want) == 0 && !r.lastSave.IsZero() {
+		// Writing the slot lines and the state file only: at most once per
+		// persistEvery, however fast the runtime state changes.
+		if next := r.lastSave.Add(max(r.MinInterval, persistEvery)); next.After(t) {
+			t = next
+		}
+	}
 	if len(r.want) > 0 && !r.lastReload.IsZero() {
 		if next := r.lastReload.Add(r.MinInterval); next.After(t) {
 			t = next
@@ -220,6 +231,9 @@ func (r *Reloader) Run(ctx context.Context) {
 func (r *Reloader) attemptPending(ctx context.Context) {
 	r.mu.Lock()
 	r.persist = false
+	if len(r.want) == 0 {
+		r.lastSave = time.Now()
+	}
 	r.mu.Unlock()
 	out, err := r.attempt(ctx, func() map[string]int {
 		r.mu.Lock()
@@ -264,7 +278,7 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 		r.first = time.Now()
 	}
 	r.mu.Unlock()
-	if r.OnDone != nil && (out.Written || out.Reloaded) {
+	if r.OnDone != nil && (out.Reloaded || out.Relaid) {
 		r.OnDone()
 	}
 }
@@ -272,6 +286,7 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 // Outcome is what one attempt did.
 type Outcome struct {
 	Written  bool   // the config file changed
+	Relaid   bool   // slot lines were added or removed in the file
 	Reloaded bool   // HAProxy reloaded
 	Reason   string // ReasonGrow or ReasonShrink when it reloaded
 	// Want is the slot counts the attempt acted on.
@@ -336,7 +351,12 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 	// The slot values in a line are validated, so a new reading that keeps
 	// the same slot lines needs no second check; other slot lines do.
 	checked := rd
-	for try := 1; ; try++ {
+	fileLayout := r.layoutOf(cur)
+	out.Relaid = !sameLayout(rd.layout, fileLayout)
+	// The same slot lines with new values (address, weight, maint) need no
+	// check: the values are validated, so `haproxy -c` has nothing to find,
+	// and a pass that only keeps the file in step stays cheap.
+	for try := 1; rd.reload || out.Relaid; try++ {
 		if err := CheckData(ctx, r.Binary, r.ConfigFile, checked.data); err != nil {
 			var ce *CheckError
 			if errors.As(err, &ce) {
@@ -481,6 +501,15 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 		return rendering{}, err
 	}
 	return rd, nil
+}
+
+// layoutOf returns the slot numbers each managed backend has in data.
+func (r *Reloader) layoutOf(data []byte) map[string][]int {
+	out := make(map[string][]int, len(r.Backends))
+	for _, spec := range r.Backends {
+		out[spec.Backend] = SlotsInFile(data, spec.Backend)
+	}
+	return out
 }
 
 func sameLayout(a, b map[string][]int) bool {

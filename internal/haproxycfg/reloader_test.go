@@ -314,3 +314,46 @@ func TestReloaderBacksOff(t *testing.T) {
 		t.Fatalf("%d reloads of a config haproxy -c refuses", got-reloads)
 	}
 }
+
+// TestReloaderPersistsValuesWithoutCheck: a pass that only writes new values
+// into the existing slot lines (address, weight, maint) needs no
+// `haproxy -c` (here the binary does not exist) and writes the server-state
+// file too, so that a reload by hand brings back the drain; a pass that adds
+// slot lines still checks.
+func TestReloaderPersistsValuesWithoutCheck(t *testing.T) {
+	b := newReloaderBed(t, 2, "")
+	b.r.Binary = "/nonexistent/haproxy"
+	must := mustCmd(t)
+	b.exec(t, must(runtime.SetAddr("be_web", "srv1", netip.MustParseAddr("127.0.0.5"), 8081)),
+		must(runtime.SetState("be_web", "srv1", runtime.StateReady)),
+		must(runtime.SetAddr("be_web", "srv2", netip.MustParseAddr("127.0.0.6"), 8082)),
+		must(runtime.SetState("be_web", "srv2", runtime.StateDrain)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := b.r.Attempt(ctx, nil)
+	if err != nil || !out.Written || out.Relaid || out.Reloaded {
+		t.Fatalf("value pass: %+v, %v", out, err)
+	}
+	cfg, _ := os.ReadFile(b.h.ConfigPath)
+	if !strings.Contains(string(cfg), "server srv1 127.0.0.5:8081") || strings.Contains(string(cfg), "server srv1 127.0.0.5:8081 disabled") {
+		t.Fatalf("srv1's line does not follow the runtime state:\n%s", cfg)
+	}
+	state, err := os.ReadFile(b.h.StateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := runtime.ParseServersState(string(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := false
+	for _, r := range rows {
+		drained = drained || (r.Name == "srv2" && r.State() == runtime.StateDrain)
+	}
+	if !drained {
+		t.Fatalf("the state file lacks srv2's drain:\n%s", state)
+	}
+	if _, err := b.r.Attempt(ctx, map[string]int{"be_web": 4}); err == nil {
+		t.Fatal("a pass that adds slot lines ran without haproxy -c")
+	}
+}

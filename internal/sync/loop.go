@@ -89,16 +89,17 @@ type Loop struct {
 	// dynamic servers, with why; they grow by reload.
 	NoDynamic map[string]string
 
-	kick      chan struct{}
-	low       map[string]time.Time            // per backend: since when it uses <= 1/4 of its slots
-	shrinking map[string]int                  // per backend: the slot count a shrink under way heads for
-	leaving   map[string]map[string]time.Time // per backend and slot: since when it drains for removal_grace
-	fallback  map[string]error                // backends whose `add server` HAProxy refused
-	pid       int                             // worker pid seen by the last read
-	reported  map[string]report               // what was last logged per backend
-	measured  map[string]time.Time            // per backend, the Consul answer whose propagation was observed
-	byName    map[string]config.Backend
-	byNameMu  sync.Once
+	kick       chan struct{}
+	low        map[string]time.Time            // per backend: since when it uses <= 1/4 of its slots
+	shrinking  map[string]int                  // per backend: the slot count a shrink under way heads for
+	leaving    map[string]map[string]time.Time // per backend and slot: since when it drains for removal_grace
+	fallback   map[string]error                // backends whose `add server` HAProxy refused
+	pid        int                             // worker pid seen by the last read
+	probeFails int                             // worker pid probes failed in a row
+	reported   map[string]report               // what was last logged per backend
+	measured   map[string]time.Time            // per backend, the Consul answer whose propagation was observed
+	byName     map[string]config.Backend
+	byNameMu   sync.Once
 
 	mu     sync.Mutex
 	status Status
@@ -314,13 +315,21 @@ func (l *Loop) workerChanged(ctx context.Context) bool {
 	if err == nil {
 		info, err = runtime.ParseInfo(res[0].Answer)
 	}
-	l.mu.Lock()
-	wasDown := l.status.HAProxyErr != nil
-	l.status.HAProxyErr = err
-	l.mu.Unlock()
 	if err != nil {
+		// One slow answer (HAProxy busy) is not an outage: the second
+		// failure in a row is.
+		if l.probeFails++; l.probeFails >= 2 {
+			l.mu.Lock()
+			l.status.HAProxyErr = err
+			l.mu.Unlock()
+		}
 		return false
 	}
+	l.probeFails = 0
+	l.mu.Lock()
+	wasDown := l.status.HAProxyErr != nil
+	l.status.HAProxyErr = nil
+	l.mu.Unlock()
 	if info.Pid != l.pid || wasDown {
 		if l.pid != 0 {
 			l.Log.Info().Int("old_pid", l.pid).Int("pid", info.Pid).Msg("haproxy worker changed (reload or restart): resyncing every backend")

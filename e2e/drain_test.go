@@ -264,15 +264,7 @@ func TestFleetDrains(t *testing.T) {
 // slot drains, the request completes, and the slot goes to maint once HAProxy
 // counts no session on it, long before removal_grace is up.
 func TestRemovalGrace(t *testing.T) {
-	b := newBed(t, bedOptions{minSlots: 4, removalGrace: "1m"})
-	backends := []*backend{startBackend(t, "web-1"), startBackend(t, "web-2")}
-	for _, be := range backends {
-		b.register(be.name, be, 1)
-	}
-	b.startHapctl()
-	for _, be := range backends {
-		b.waitSlot(be.endpoint(), runtime.StateReady, -1)
-	}
+	b, backends := startServing(t, bedOptions{minSlots: 4, removalGrace: "1m"}, 2)
 	l := startLoad(t, b.frontend, 2, 5*time.Millisecond)
 	leaving, slowDone := startSlow(t, b.frontend, backends)
 	b.consul.Deregister(leaving.name)

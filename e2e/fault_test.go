@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/hapctl/hapctl/internal/runtime"
+	"github.com/hapctl/hapctl/internal/slot"
 	"github.com/hapctl/hapctl/internal/testbed"
 )
 
@@ -28,6 +29,16 @@ import (
 // ready with every one of them in service, and keep-alive load on the
 // frontend.
 func serving(t *testing.T, opts bedOptions, n int) (*bed, []*backend, *load) {
+	t.Helper()
+	b, backends := startServing(t, opts, n)
+	l := startLoad(t, b.frontend, 4, 10*time.Millisecond)
+	l.waitMore(t, 50)
+	return b, backends, l
+}
+
+// startServing starts a bed with n backends registered as web-1..web-n
+// and hapctl ready with every one of them in service.
+func startServing(t *testing.T, opts bedOptions, n int) (*bed, []*backend) {
 	t.Helper()
 	b := newBed(t, opts)
 	var backends []*backend
@@ -40,9 +51,7 @@ func serving(t *testing.T, opts bedOptions, n int) (*bed, []*backend, *load) {
 	for _, be := range backends {
 		b.waitSlot(be.endpoint(), runtime.StateReady, -1)
 	}
-	l := startLoad(t, b.frontend, 4, 10*time.Millisecond)
-	l.waitMore(t, 50)
-	return b, backends, l
+	return b, backends
 }
 
 // noFailures fails the test when the load saw a failed request.
@@ -134,6 +143,32 @@ func (b *bed) waitOut(endpoint string) {
 	testbed.Eventually(b.t, 10*time.Second, endpoint+" out of service", func() error {
 		if s, ok := b.slotOf(endpoint); ok && s.State() != runtime.StateMaint {
 			return fmt.Errorf("%s is %s", s.Name, s.State())
+		}
+		return nil
+	})
+}
+
+// waitPersisted waits until the server-state file holds be_web's slots as
+// want has them (hapctl writes it a moment after each change).
+func (b *bed) waitPersisted(want []string) {
+	b.t.Helper()
+	testbed.Eventually(b.t, 10*time.Second, "the state file holds the slots", func() error {
+		data, err := os.ReadFile(b.haproxy.StateFile)
+		if err != nil {
+			return err
+		}
+		rows, err := runtime.ParseServersState(string(data))
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, s := range rows {
+			if _, ok := slot.Index(s.Name); ok && s.Backend == "be_web" {
+				got = append(got, fmt.Sprintf("%s=%s/%s/%d", s.Name, s.Endpoint(), s.State(), s.Weight))
+			}
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("state file %v", got)
 		}
 		return nil
 	})
@@ -310,15 +345,7 @@ func TestEmptyGuard(t *testing.T) {
 		b.waitReady(10 * time.Second)
 	})
 	t.Run("off", func(t *testing.T) {
-		b := newBed(t, bedOptions{minSlots: 4, emptyGuard: "false"})
-		backends := []*backend{startBackend(t, "web-1"), startBackend(t, "web-2")}
-		for _, be := range backends {
-			b.register(be.name, be, 1)
-		}
-		b.startHapctl()
-		for _, be := range backends {
-			b.waitSlot(be.endpoint(), runtime.StateReady, -1)
-		}
+		b, backends := startServing(t, bedOptions{minSlots: 4, emptyGuard: "false"}, 2)
 		for _, be := range backends {
 			b.consul.Deregister(be.name)
 		}
@@ -338,25 +365,9 @@ func TestHAProxyRestartAndManualReload(t *testing.T) {
 		t.Fatalf("drain: %d", code)
 	}
 	want := b.slots()
-	drained, _ := b.slotOf(backends[0].endpoint())
 	// hapctl keeps the slot lines and the server-state file in step with
 	// the runtime state, a moment after each change.
-	testbed.Eventually(t, 10*time.Second, "the drain is in the server-state file", func() error {
-		data, err := os.ReadFile(b.haproxy.StateFile)
-		if err != nil {
-			return err
-		}
-		rows, err := runtime.ParseServersState(string(data))
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if r.Name == drained.Name && r.Endpoint() == drained.Endpoint() && r.State() == runtime.StateDrain {
-				return nil
-			}
-		}
-		return fmt.Errorf("not yet: %s", data)
-	})
+	b.waitPersisted(want)
 
 	// Reloaded by hand: the new worker starts from the file and the state
 	// file with every slot as it was; hapctl sees the new pid and resyncs.

@@ -80,9 +80,8 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
-func TestFullExample(t *testing.T) {
-	t.Parallel()
-	src := `
+// fullExample sets every key.
+const fullExample = `
 consul:
   address: http://127.0.0.1:8500
   datacenter: dc1
@@ -106,6 +105,10 @@ backends:
     shrink_after: 1m
     empty_guard: false
 `
+
+func TestFullExample(t *testing.T) {
+	t.Parallel()
+	src := fullExample
 	got, err := Parse([]byte(src), env(nil))
 	if err != nil {
 		t.Fatal(err)

@@ -22,30 +22,7 @@ import (
 // on: it validates again, its names and options make runtime commands and
 // drain keys, and no value holds a control character.
 func FuzzParse(f *testing.F) {
-	full := `
-consul:
-  address: http://127.0.0.1:8500
-  datacenter: dc1
-  allow_stale: true
-  kv_prefix: /ops/hapctl/
-haproxy:
-  config_file: /tmp/h.cfg
-  reload_min_interval: 500ms
-api:
-  listen: 0.0.0.0:9680
-  token: s3cret
-backends:
-  - name: be_web
-    service: web
-    tags: [prod, v2]
-    min_slots: 4
-    max_slots: 64
-    server_options: "check inter 2s"
-    removal_grace: 30s
-    growth: reload
-    shrink_after: 1m
-    empty_guard: false
-`
+	full := fullExample
 	f.Add([]byte(minimal), "", "", "")
 	f.Add([]byte(full), "10.1.1.1:8500", "envtok", "apitok")
 	f.Add([]byte("api:\n  listen: unix:/run/hapctl.sock\n"+minimal), "unix:///run/consul.sock", "", "")

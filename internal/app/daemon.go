@@ -21,6 +21,11 @@ import (
 	"github.com/hapctl/hapctl/internal/sync"
 )
 
+// connWarn is the number of blocking queries above which hapctl warns about
+// Consul's per-client connection limit (200 by default; other clients on
+// the host count too).
+const connWarn = 150
+
 // Daemon is a running hapctl.
 type Daemon struct {
 	cfg      *config.Config
@@ -147,7 +152,12 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 			cancel()
 		}
 	}()
-	for _, g := range watchGroups(cfg.Backends) {
+	groups := watchGroups(cfg.Backends)
+	if n := len(groups) + 1; n > connWarn {
+		log.Warn().Int("blocking_queries", n).Msg("hapctl holds this many blocking queries to consul, one per (service, tags) pair and one for drains; " +
+			"the agent refuses more than limits.http_max_conns_per_client (default 200) from one host: raise it above this")
+	}
+	for _, g := range groups {
 		w := &hconsul.Watch{
 			Service: g.service, Tags: g.tags, Backends: g.backends,
 			Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale,

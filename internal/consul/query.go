@@ -3,7 +3,10 @@ package consul
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -185,6 +188,7 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 			continue
 		}
 		if err != nil {
+			err = explain(err)
 			q.failures++
 			if q.failures == 1 || q.failures%20 == 0 {
 				b.log.Warn().Err(err).Int("failures", q.failures).Msg(b.failMsg)
@@ -203,4 +207,14 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 		}
 		answered()
 	}
+}
+
+// explain adds what to do to the Consul errors an operator can fix.
+func explain(err error) error {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusTooManyRequests {
+		return fmt.Errorf("%w: the agent limits connections per client; hapctl holds one blocking query per "+
+			"(service, tags) pair plus one for drains: raise limits.http_max_conns_per_client on the agent above that", err)
+	}
+	return err
 }

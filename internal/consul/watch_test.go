@@ -3,6 +3,8 @@ package consul
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,5 +216,27 @@ func TestWatchCallHasDeadline(t *testing.T) {
 	}
 	if snap, ok := store.Snapshot("be"); !ok || len(snap.Instances) != 1 {
 		t.Fatalf("the last good answer was lost: %+v", snap)
+	}
+}
+
+func TestTooManyConnectionsIsExplained(t *testing.T) {
+	t.Parallel()
+	limited := api.StatusError{Code: 429, Body: "Your IP is issuing too many concurrent connections, please rate limit your calls"}
+	fake := &scripted{called: make(chan struct{}, 100), answers: []answer{{nil, 0, limited}}}
+	store := NewStore()
+	w := &Watch{Service: "web", Backends: []string{"be"}, Health: fake, Store: store, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for range 2 {
+		<-fake.called
+	}
+	err := store.Errors()["be"]
+	if !errors.As(err, new(api.StatusError)) || !strings.Contains(fmt.Sprint(err), "raise limits.http_max_conns_per_client") {
+		t.Fatalf("error = %v, want the 429 explained", err)
+	}
+	if other := explain(errors.New("connection refused")); other.Error() != "connection refused" {
+		t.Fatalf("other errors changed: %v", other)
 	}
 }

@@ -139,7 +139,7 @@ func TestCoreScenario(t *testing.T) {
 	if !slices.Equal(stable, want) {
 		t.Fatalf("after the hostile burst:\n got  %v\n want %v", stable, want)
 	}
-	// hapctl keeps its slot lines in step with HAProxy; the user's lines
+	// hapctl may rewrite its own slot lines; the user's lines
 	// stay as they are, and nothing hostile reaches the file.
 	cfgAfter := fileContent(t, b.haproxy.ConfigPath)
 	if userLines(cfgAfter) != userLines(cfgBefore) {

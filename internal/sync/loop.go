@@ -60,9 +60,9 @@ var _ Source = (*consul.Store)(nil)
 
 // Resizer changes slot counts through the config file (a
 // *haproxycfg.Reloader): Want asks for a reload-mode backend to have a
-// number of slots (0 withdraws the request), Persist for the runtime state
-// (slots added or deleted, addresses, weights, maint, drain) to be written
-// into the slot lines and the server-state file. Both return at once.
+// number of slots (0 withdraws the request), Persist for the slots added or
+// deleted at runtime to be written into the file (with the server-state
+// file). Both return at once.
 type Resizer interface {
 	Want(backend string, slots int)
 	Persist()
@@ -485,10 +485,11 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			l.fallBack(name, err)
 			out.again = append(out.again, name)
 		}
-		if l.Resizer != nil {
-			// Dynamic slots must be in the file before any reload, and the
-			// slot lines and state file follow every change, so that a
-			// reload or restart by someone else serves what runs now.
+		if l.Resizer != nil && slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpAdd || o.Kind == OpDel }) {
+			// Dynamic slots must be in the file before any reload. Other
+			// changes are not persisted as they happen: with hundreds of
+			// backends a pass costs seconds of CPU (issue 6); a reload or
+			// restart by someone else is put right by the resync.
 			l.Resizer.Persist()
 		}
 	}

@@ -82,12 +82,8 @@ func (b *bed) watchSlots() *slotWatch {
 		defer tick.Stop()
 		for {
 			if servers, err := b.haproxy.TryServers("be_web"); err == nil {
-				var pic []string
-				for _, s := range servers {
-					pic = append(pic, fmt.Sprintf("%s=%s/%s/%d", s.Name, s.Endpoint(), s.State(), s.Weight))
-				}
 				w.mu.Lock()
-				if p := strings.Join(pic, " "); len(w.seen) == 0 || w.seen[len(w.seen)-1] != p {
+				if p := strings.Join(picture(servers), " "); len(w.seen) == 0 || w.seen[len(w.seen)-1] != p {
 					w.seen = append(w.seen, p)
 				}
 				w.mu.Unlock()
@@ -151,14 +147,7 @@ func (b *bed) waitOut(endpoint string) {
 // logs how long that took.
 func (b *bed) waitSlots(want []string, after string) {
 	b.t.Helper()
-	start := time.Now()
-	testbed.Eventually(b.t, 10*time.Second, "slots restored after "+after, func() error {
-		if got := b.slots(); !slices.Equal(got, want) {
-			return errors.New(strings.Join(got, " "))
-		}
-		return nil
-	})
-	b.t.Logf("slots restored %v after %s", time.Since(start).Round(time.Millisecond), after)
+	b.t.Logf("slots restored %v after %s", b.pollSlots(want, time.Now()).Round(time.Millisecond), after)
 }
 
 // holdFor watches HAProxy for d while a fault lasts and fails if be_web's

@@ -174,8 +174,13 @@ func (b *bed) metric(series string) float64 {
 // slots returns "srvN=addr:port/state/weight" for every slot of be_web.
 func (b *bed) slots() []string {
 	b.t.Helper()
+	return picture(b.haproxy.Servers("be_web"))
+}
+
+// picture renders the slots among servers as "srvN=addr:port/state/weight".
+func picture(servers []runtime.ServerState) []string {
 	var out []string
-	for _, s := range b.haproxy.Servers("be_web") {
+	for _, s := range servers {
 		if _, ok := slot.Index(s.Name); ok {
 			out = append(out, fmt.Sprintf("%s=%s/%s/%d", s.Name, s.Endpoint(), s.State(), s.Weight))
 		}

@@ -329,6 +329,7 @@ type rendering struct {
 	layout   map[string][]int // slot numbers per backend
 	reload   bool
 	grew     bool
+	relaid   bool // slot lines added or removed against the file
 }
 
 func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (Outcome, error) {
@@ -351,8 +352,7 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 	// The slot values in a line are validated, so a new reading that keeps
 	// the same slot lines needs no second check; other slot lines do.
 	checked := rd
-	fileLayout := r.layoutOf(cur)
-	out.Relaid = !sameLayout(rd.layout, fileLayout)
+	out.Relaid = rd.relaid
 	// The same slot lines with new values (address, weight, maint) need no
 	// check: the values are validated, so `haproxy -c` has nothing to find,
 	// and a pass that only keeps the file in step stays cheap.
@@ -478,8 +478,10 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 	for _, spec := range r.Backends {
 		run := rd.running[spec.Backend]
 		target, asked := rd.want[spec.Backend]
-		indices := renderIndices(run, SlotsInFile(rd.data, spec.Backend), target, asked)
+		inFile := SlotsInFile(rd.data, spec.Backend)
+		indices := renderIndices(run, inFile, target, asked)
 		rd.layout[spec.Backend] = indices
+		rd.relaid = rd.relaid || !slices.Equal(indices, inFile)
 		states := make([]SlotState, 0, len(indices))
 		for _, n := range indices {
 			states = append(states, slotState(n, run))
@@ -501,15 +503,6 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 		return rendering{}, err
 	}
 	return rd, nil
-}
-
-// layoutOf returns the slot numbers each managed backend has in data.
-func (r *Reloader) layoutOf(data []byte) map[string][]int {
-	out := make(map[string][]int, len(r.Backends))
-	for _, spec := range r.Backends {
-		out[spec.Backend] = SlotsInFile(data, spec.Backend)
-	}
-	return out
 }
 
 func sameLayout(a, b map[string][]int) bool {

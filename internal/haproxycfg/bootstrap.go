@@ -95,11 +95,12 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 	p := BootstrapPlan{Changes: changes, Warnings: StateWarnings(parsed, b.StateFile, names)}
 	p.Running, p.RuntimeErr = rerr == nil, rerr
 	if p.Running {
+		file := NewFile(data) // one split for every backend below
 		for _, s := range specs {
 			if b.Dynamic[s.Backend] && !missing[s.Backend] {
 				continue
 			}
-			for _, n := range SlotsInFile(data, s.Backend) {
+			for _, n := range file.SlotsIn(s.Backend) {
 				if _, ok := running[s.Backend][n]; !ok {
 					p.Stale = append(p.Stale, s.Backend)
 					break
@@ -117,10 +118,11 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 				for n := range running[s.Backend] {
 					states[n] = slotState(n, running[s.Backend])
 				}
-				if data, err = RefreshSlots(data, s.Backend, states, s.Options); err != nil {
+				if err := file.RefreshSlots(s.Backend, states, s.Options); err != nil {
 					return BootstrapPlan{}, err
 				}
 			}
+			data = file.Bytes()
 		}
 	}
 	if err := Verify(data, specs); err != nil {

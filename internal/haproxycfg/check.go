@@ -114,7 +114,7 @@ var serverLineOptions = map[string]int{"server": 3, "default-server": 1, "server
 // stuckLine names the first line whose server options client-native cannot
 // read (config.CheckServerKeywords), or returns "".
 func stuckLine(data []byte) string {
-	for i, l := range splitText(data).lines {
+	for i, l := range splitText(data).allLines() {
 		if len(l.fields) == 0 {
 			continue
 		}

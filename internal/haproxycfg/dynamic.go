@@ -86,17 +86,17 @@ func (p *Parsed) balanceOf(backend string) (algo, hash string) {
 		return algo, hash
 	}
 	t := splitText(p.data)
-	var last *section
+	var last *block
 	for _, s := range t.sections() {
 		if s.keyword == "defaults" {
-			last = &s
+			last = s
 		}
 	}
 	if last == nil {
 		return "", ""
 	}
-	for i := last.start + 1; i < last.end; i++ {
-		f := t.lines[i].fields
+	for _, l := range last.lines[1:] {
+		f := l.fields
 		switch {
 		case len(f) >= 2 && f[0] == "balance":
 			algo, _, _ = strings.Cut(f[1], "(")

@@ -367,7 +367,7 @@ func assertSlots(t *testing.T, data []byte, backend string, want map[int]SlotSta
 	}
 	tx := splitText(data)
 	sec, _ := tx.proxy(backend)
-	for _, l := range tx.lines[sec.start+1 : sec.end] {
+	for _, l := range sec.lines[1:] {
 		n, ok := slotLine(l)
 		if !ok || want[n].Index == -1 {
 			continue
@@ -397,7 +397,7 @@ func assertSlots(t *testing.T, data []byte, backend string, want map[int]SlotSta
 // fuzzLines splits data as splitText does.
 func fuzzLines(data []byte) []string {
 	var out []string
-	for _, l := range splitText(data).lines {
+	for _, l := range splitText(data).allLines() {
 		out = append(out, l.text)
 	}
 	return out

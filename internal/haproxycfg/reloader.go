@@ -475,10 +475,11 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 			rd.running[s.Backend][n] = s
 		}
 	}
+	file := NewFile(cur) // one split for every backend below
 	for _, spec := range r.Backends {
 		run := rd.running[spec.Backend]
 		target, asked := rd.want[spec.Backend]
-		inFile := SlotsInFile(rd.data, spec.Backend)
+		inFile := file.SlotsIn(spec.Backend)
 		indices := renderIndices(run, inFile, target, asked)
 		rd.layout[spec.Backend] = indices
 		rd.relaid = rd.relaid || !slices.Equal(indices, inFile)
@@ -486,7 +487,7 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 		for _, n := range indices {
 			states = append(states, slotState(n, run))
 		}
-		if rd.data, err = SetSlots(rd.data, spec.Backend, states, spec.Options); err != nil {
+		if err := file.SetSlots(spec.Backend, states, spec.Options); err != nil {
 			return rendering{}, err
 		}
 		if asked && !sameIndices(indices, run) {
@@ -494,6 +495,7 @@ func (r *Reloader) render(ctx context.Context, cur []byte, wanted func() map[str
 			rd.grew = rd.grew || len(indices) > len(run)
 		}
 	}
+	rd.data = file.Bytes()
 	// client-native must read every backend, no slot declared twice.
 	check := slices.Clone(r.Backends)
 	for i := range check {

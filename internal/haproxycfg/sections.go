@@ -5,7 +5,6 @@
 package haproxycfg
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,15 +27,28 @@ type line struct {
 	nl     string   // its own ending: "\n", "\r\n", or "" for a last line without one
 }
 
-// text is the file split into lines, each keeping its own line ending.
+// text is the file split into sections, each keeping its lines and each
+// line its own ending. Edits touch one section's lines only, so a pass over
+// many backends costs the size of the file once, not once per backend.
 type text struct {
-	lines []line
-	nl    string // the ending hapctl's new lines take: the one most lines have
+	// blocks are the lines before the first section (possibly none), then
+	// one block per section, starting with its header line.
+	blocks []*block
+	nl     string              // the ending hapctl's new lines take: the one most lines have
+	named  map[string][]*block // backend and listen sections by name
+}
+
+// block is a run of lines: a section (its header first) or the lines before
+// the first one.
+type block struct {
+	keyword, name string // "" for the lines before the first section
+	lines         []line
 }
 
 func splitText(data []byte) *text {
-	t := &text{}
+	t := &text{blocks: []*block{{}}, named: map[string][]*block{}}
 	crlf, lf := 0, 0
+	cur := t.blocks[0]
 	for s := string(data); s != ""; {
 		raw, rest, found := strings.Cut(s, "\n")
 		l := line{}
@@ -50,7 +62,14 @@ func splitText(data []byte) *text {
 			lf++
 		}
 		l.text, l.fields = raw, words(raw)
-		t.lines = append(t.lines, l)
+		if len(l.fields) > 0 && sectionKeywords[l.fields[0]] {
+			cur = &block{keyword: l.fields[0]}
+			if len(l.fields) > 1 {
+				cur.name = l.fields[1]
+			}
+			t.add(cur)
+		}
+		cur.lines = append(cur.lines, l)
 		s = rest
 	}
 	t.nl = "\n"
@@ -60,13 +79,60 @@ func splitText(data []byte) *text {
 	return t
 }
 
-func (t *text) bytes() []byte {
-	var b bytes.Buffer
-	for _, l := range t.lines {
-		b.WriteString(l.text)
-		b.WriteString(l.nl)
+// add appends a section block.
+func (t *text) add(b *block) {
+	t.blocks = append(t.blocks, b)
+	if b.keyword == "backend" || b.keyword == "listen" {
+		t.named[b.name] = append(t.named[b.name], b)
 	}
-	return b.Bytes()
+}
+
+func (t *text) bytes() []byte {
+	n := 0
+	for _, b := range t.blocks {
+		for _, l := range b.lines {
+			n += len(l.text) + len(l.nl)
+		}
+	}
+	out := make([]byte, 0, n)
+	for _, b := range t.blocks {
+		for _, l := range b.lines {
+			out = append(out, l.text...)
+			out = append(out, l.nl...)
+		}
+	}
+	return out
+}
+
+// allLines returns every line of the file, in order.
+func (t *text) allLines() []line {
+	var out []line
+	for _, b := range t.blocks {
+		out = append(out, b.lines...)
+	}
+	return out
+}
+
+// lineNumber is the 1-based line number of b's header.
+func (t *text) lineNumber(b *block) int {
+	n := 1
+	for _, o := range t.blocks {
+		if o == b {
+			return n
+		}
+		n += len(o.lines)
+	}
+	return n
+}
+
+// lastLine is the file's last line, nil for an empty file.
+func (t *text) lastLine() *line {
+	for i := len(t.blocks) - 1; i >= 0; i-- {
+		if b := t.blocks[i]; len(b.lines) > 0 {
+			return &b.lines[len(b.lines)-1]
+		}
+	}
+	return nil
 }
 
 // newLine is a line of text s, without an ending.
@@ -86,17 +152,36 @@ func (l line) withText(s string) line {
 	return n
 }
 
-// insert returns lines with add inserted at i. A last line without an
-// ending that gets lines after it gets one first: the file's usual one, or
-// just "\n" after a '\r' of its own.
+// ended gives l, the line new lines go after, an ending when it has none
+// (the file's last line): the file's usual one, or just "\n" after a '\r'
+// of its own.
+func (t *text) ended(l *line) {
+	if l == nil || l.nl != "" {
+		return
+	}
+	l.nl = t.nl
+	if strings.HasSuffix(l.text, "\r") {
+		l.nl = "\n"
+	}
+}
+
+// insert returns lines with add inserted at i.
 func (t *text) insert(lines []line, i int, add ...line) []line {
-	if len(add) > 0 && i > 0 && lines[i-1].nl == "" {
-		lines[i-1].nl = t.nl
-		if strings.HasSuffix(lines[i-1].text, "\r") {
-			lines[i-1].nl = "\n"
-		}
+	if len(add) > 0 && i > 0 {
+		t.ended(&lines[i-1])
 	}
 	return slices.Insert(lines, i, add...)
+}
+
+// appendSection appends a new section block holding lines (its header
+// first) at the end of the file.
+func (t *text) appendSection(keyword, name string, lines []line) *block {
+	if len(lines) > 0 {
+		t.ended(t.lastLine())
+	}
+	b := &block{keyword: keyword, name: name, lines: lines}
+	t.add(b)
+	return b
 }
 
 // words splits a config line the simple way HAProxy's own keywords need
@@ -108,60 +193,30 @@ func words(s string) []string {
 	return strings.Fields(s)
 }
 
-// section is a range of lines: the header at start, content up to end
-// (exclusive).
-type section struct {
-	keyword, name string
-	start, end    int
-}
-
-func (t *text) sections() []section {
-	var out []section
-	for i, l := range t.lines {
-		if len(l.fields) == 0 || !sectionKeywords[l.fields[0]] {
-			continue
-		}
-		if n := len(out); n > 0 {
-			out[n-1].end = i
-		}
-		s := section{keyword: l.fields[0], start: i, end: len(t.lines)}
-		if len(l.fields) > 1 {
-			s.name = l.fields[1]
-		}
-		out = append(out, s)
-	}
-	return out
-}
+// sections returns the section blocks, in file order.
+func (t *text) sections() []*block { return t.blocks[1:] }
 
 // proxies returns the backend (or listen) sections called name.
-func (t *text) proxies(name string) []section {
-	var out []section
-	for _, s := range t.sections() {
-		if (s.keyword == "backend" || s.keyword == "listen") && s.name == name {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func (t *text) proxies(name string) []*block { return t.named[name] }
 
 // proxy finds the first backend (or listen) section called name.
-func (t *text) proxy(name string) (section, bool) {
+func (t *text) proxy(name string) (*block, bool) {
 	if p := t.proxies(name); len(p) > 0 {
 		return p[0], true
 	}
-	return section{}, false
+	return nil, false
 }
 
 // managed finds the section of a backend hapctl edits, which must be the
 // only one of its name: HAProxy refuses two, and client-native reads the
 // last where hapctl would edit the first.
-func (t *text) managed(name string) (section, bool, error) {
+func (t *text) managed(name string) (*block, bool, error) {
 	p := t.proxies(name)
 	if len(p) > 1 {
-		return section{}, false, fmt.Errorf("backend %s: declared twice, at lines %d and %d; HAProxy refuses that", name, p[0].start+1, p[1].start+1)
+		return nil, false, fmt.Errorf("backend %s: declared twice, at lines %d and %d; HAProxy refuses that", name, t.lineNumber(p[0]), t.lineNumber(p[1]))
 	}
 	if len(p) == 0 {
-		return section{}, false, nil
+		return nil, false, nil
 	}
 	return p[0], true, nil
 }
@@ -175,10 +230,10 @@ func slotLine(l line) (int, bool) {
 }
 
 // indentOf returns the indentation the section's lines use.
-func (t *text) indentOf(s section) string {
-	for i := s.start + 1; i < s.end; i++ {
-		if len(t.lines[i].fields) > 0 {
-			return lineIndent(t.lines[i].text)
+func (b *block) indentOf() string {
+	for _, l := range b.lines[1:] {
+		if len(l.fields) > 0 {
+			return lineIndent(l.text)
 		}
 	}
 	return "    "
@@ -190,10 +245,10 @@ func lineIndent(s string) string { return s[:len(s)-len(strings.TrimLeft(s, " \t
 // lastContent is the index of the section's last line that is not blank or
 // a comment; new lines go after it, before comments that introduce the next
 // section.
-func (t *text) lastContent(s section) int {
-	last := s.start
-	for i := s.start + 1; i < s.end; i++ {
-		if len(t.lines[i].fields) > 0 {
+func (b *block) lastContent() int {
+	last := 0
+	for i, l := range b.lines {
+		if i > 0 && len(l.fields) > 0 {
 			last = i
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -367,4 +369,116 @@ func TestEditsRefuseBackendDeclaredTwice(t *testing.T) {
 			t.Errorf("edit %d: err = %v", i+1, err)
 		}
 	}
+}
+
+// manyBackends is a config of n backends with slots slot lines each, as
+// hapctl's bootstrap writes them.
+func manyBackends(t testing.TB, n, slots int) []byte {
+	t.Helper()
+	specs := make([]SlotSpec, n)
+	for i := range specs {
+		specs[i] = SlotSpec{Backend: fmt.Sprintf("be_%03d", i), Slots: slots, Options: "check"}
+	}
+	data, _, err := EnsureSlots([]byte("global\n    maxconn 100\n\ndefaults\n    mode http\n"), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// passStates gives backend i of a pass its slot states: every backend
+// keeps slots-1 of its slots (the last one goes), moved to new addresses,
+// and backend 0 gets two more.
+func passStates(i, slots int) []SlotState {
+	n := slots - 1
+	if i == 0 {
+		n = slots + 2
+	}
+	out := make([]SlotState, n)
+	for k := range out {
+		out[k] = SlotState{Index: k + 1, Endpoint: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(k)}), 8080), Weight: 1 + k%3, Maint: k%5 == 0}
+	}
+	return out
+}
+
+// TestFileSameAsOneCallEach checks that a File edited for many backends in
+// one pass renders exactly what one SetSlots, RefreshSlots and SlotsInFile
+// call per backend on the whole text gives.
+func TestFileSameAsOneCallEach(t *testing.T) {
+	const n, slots = 40, 6
+	data := manyBackends(t, n, slots)
+	want := data
+	f := NewFile(data)
+	for i := range n {
+		be := fmt.Sprintf("be_%03d", i)
+		if got, w := f.SlotsIn(be), SlotsInFile(want, be); !slices.Equal(got, w) {
+			t.Fatalf("%s: File says %v, SlotsInFile %v", be, got, w)
+		}
+		var err error
+		if want, err = SetSlots(want, be, passStates(i, slots), "check"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.SetSlots(be, passStates(i, slots), "check"); err != nil {
+			t.Fatal(err)
+		}
+		refresh := map[int]SlotState{2: {Index: 2, Endpoint: netip.MustParseAddrPort("192.0.2.1:81"), Weight: 9}}
+		if want, err = RefreshSlots(want, be, refresh, "check"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.RefreshSlots(be, refresh, "check"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backend the file does not have yet is appended, in both.
+	var err error
+	if want, err = SetSlots(want, "be_new", passStates(7, 2), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetSlots("be_new", passStates(7, 2), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Bytes(); !bytes.Equal(got, want) {
+		t.Fatalf("one pass on a File differs from one call per backend:\n%s\n---- want ----\n%s", got, want)
+	}
+	if got := f.SlotsIn("be_000"); len(got) != slots+2 {
+		t.Fatalf("be_000 has slots %v after the pass", got)
+	}
+	if err := Verify(want, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkRenderPass is the reloader's render pass at 500 backends of 64
+// slots: every backend's slot lines set once, on one File, against the
+// pass as it was before File: one SetSlots call (one split of the whole
+// file) per backend.
+func BenchmarkRenderPass(b *testing.B) {
+	const n, slots = 500, 64
+	data := manyBackends(b, n, slots)
+	states := make([][]SlotState, n)
+	for i := range states {
+		states[i] = passStates(i, slots)
+	}
+	b.Run("one-file", func(b *testing.B) {
+		for b.Loop() {
+			f := NewFile(data)
+			for i := range n {
+				if err := f.SetSlots(fmt.Sprintf("be_%03d", i), states[i], "check"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = f.Bytes()
+		}
+	})
+	b.Run("split-per-backend", func(b *testing.B) {
+		for b.Loop() {
+			out := data
+			var err error
+			for i := range n {
+				if out, err = SetSlots(out, fmt.Sprintf("be_%03d", i), states[i], "check"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

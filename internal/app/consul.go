@@ -13,17 +13,22 @@ import (
 
 // consulClient builds a Consul client from consul/api's defaults — which
 // read CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN and the CONSUL_* TLS variables —
-// overridden by the config file.
-func consulClient(c config.Consul) (*api.Client, error) {
+// overridden by the config file, and the lean health client on the same
+// connection settings that the service watches use.
+func consulClient(c config.Consul) (*api.Client, *hconsul.HealthClient, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = c.Address
 	cfg.Token = c.Token
 	cfg.Datacenter = c.Datacenter
 	client, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("consul client for %s: %w", c.Address, err)
+		return nil, nil, fmt.Errorf("consul client for %s: %w", c.Address, err)
 	}
-	return client, nil
+	health, err := hconsul.NewHealthClient(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consul client for %s: %w", c.Address, err)
+	}
+	return client, health, nil
 }
 
 // watchGroup is the backends sharing one (service, tags) query.

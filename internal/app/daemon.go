@@ -82,7 +82,7 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	}
 	m.InitBackends(names)
 	rt := &runtime.Client{Socket: cfg.HAProxy.RuntimeSocket}
-	client, err := consulClient(cfg.Consul)
+	client, health, err := consulClient(cfg.Consul)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,13 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		return fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
 	}
 	defer func() { _ = ln.Close() }()
+	if addr := os.Getenv(PprofEnv); addr != "" {
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := servePprof(pctx, addr, log); err != nil {
+			return err
+		}
+	}
 
 	growth, err := readGrowthModes(cfg)
 	if err != nil {
@@ -161,7 +168,7 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 		w := &hconsul.Watch{
 			Service: g.service, Tags: g.tags, Backends: g.backends,
 			Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale,
-			Health: client.Health(), Store: d.store, Log: log,
+			Health: health, Store: d.store, Log: log,
 			OnInvalid: func(backends []string, _ hconsul.Invalid) {
 				for _, b := range backends {
 					m.InvalidInstances.WithLabelValues(b).Inc()

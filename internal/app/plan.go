@@ -48,7 +48,7 @@ func (r PlanReport) NeedsReload() bool {
 // MakePlan reads Consul (one non-blocking query per service) and HAProxy
 // and computes every backend's plan.
 func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
-	client, err := consulClient(cfg.Consul)
+	client, health, err := consulClient(cfg.Consul)
 	if err != nil {
 		return PlanReport{}, err
 	}
@@ -67,7 +67,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 	snaps := map[string]hconsul.Snapshot{}
 	for _, g := range watchGroups(cfg.Backends) {
 		q := (&api.QueryOptions{Datacenter: cfg.Consul.Datacenter, AllowStale: cfg.Consul.AllowStale}).WithContext(ctx)
-		entries, meta, err := client.Health().ServiceMultipleTags(g.service, g.tags, true, q)
+		entries, meta, err := health.ServiceMultipleTags(g.service, g.tags, true, q)
 		if err != nil {
 			return PlanReport{}, fmt.Errorf("consul at %s: service %s: %w", cfg.Consul.Address, g.service, err)
 		}
@@ -90,6 +90,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 			return PlanReport{}, fmt.Errorf("reading haproxy state: %w", err)
 		}
 	}
+	cfgFile := haproxycfg.NewFile(bp.Data) // split once for every backend
 	for _, b := range cfg.Backends {
 		bpl := BackendPlan{Preview: sync.Preview{Backend: b.Name}, Service: b.Service, Snapshot: snaps[b.Name]}
 		switch {
@@ -100,7 +101,7 @@ func MakePlan(ctx context.Context, cfg *config.Config) (PlanReport, error) {
 		default:
 			servers := actual.Servers[b.Name]
 			if bp.NeedsReload() {
-				servers = withBootstrapSlots(servers, bp.Data, b.Name)
+				servers = withBootstrapSlots(servers, cfgFile, b.Name)
 			}
 			in := sync.Input{Backend: b, Snapshot: bpl.Snapshot, Actual: servers, Overrides: drains[b.Name]}
 			bpl.Preview = sync.PreviewBackend(in, growth.dynamic[b.Name])
@@ -175,13 +176,13 @@ func (r PlanReport) Print(w io.Writer) {
 // withBootstrapSlots adds the free slots the config file will give the
 // backend (after the bootstrap reload) that HAProxy does not run yet, so the
 // plan shows what the daemon will do.
-func withBootstrapSlots(servers []runtime.ServerState, cfgData []byte, backend string) []runtime.ServerState {
+func withBootstrapSlots(servers []runtime.ServerState, cfgFile *haproxycfg.File, backend string) []runtime.ServerState {
 	have := map[string]bool{}
 	for _, s := range servers {
 		have[s.Name] = true
 	}
 	out := servers
-	for _, n := range haproxycfg.SlotsInFile(cfgData, backend) {
+	for _, n := range cfgFile.SlotsIn(backend) {
 		name := slot.Name(n)
 		if !have[name] {
 			out = append(out, runtime.ServerState{Backend: backend, Name: name, Addr: haproxycfg.PlaceholderEndpoint.Addr(), Port: int(haproxycfg.PlaceholderEndpoint.Port()), Weight: 1,

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +249,34 @@ func FuzzFromEntries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodeHealth checks DecodeHealth (goccy/go-json) against
+// encoding/json decoding the same fields, on any input: both refuse it, or
+// both read the same values. (consul/api's decoding of every field also
+// refuses a wrong type in a field hapctl does not read; DecodeHealth does
+// not look at those.)
+func FuzzDecodeHealth(f *testing.F) {
+	f.Add([]byte(`[{"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"web-1","Service":"web","Tags":["a"],"Address":"","Port":80,"Weights":{"Passing":3,"Warning":1},"CreateIndex":7},"Checks":[{"Status":"passing"}]}]`))
+	f.Add([]byte(`[{"Service":{"ID":"a\u0000b\ud800","Port":-1,"Tags":null}},null,{}]`))
+	f.Add([]byte(`[{"service":{"id":"lower","port":70000}}]`))
+	f.Add([]byte(`[{"Service":{"Port":1e3}}]`))
+	f.Add([]byte(`[{"Service":{"CreateIndex":18446744073709551616}}]`))
+	f.Add([]byte(`[{"Node":{"Node":"x","Node":"y"}}] `))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var wire []wireEntry
+		stdErr := json.Unmarshal(body, &wire)
+		got, err := DecodeHealth(body)
+		if (stdErr == nil) != (err == nil) {
+			t.Fatalf("encoding/json says %v, DecodeHealth says %v", stdErr, err)
+		}
+		if want := fromWire(wire); err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("decoded differently:\n got %s\nwant %s", dump(got), dump(want))
+		}
+	})
+}
+
+func dump(entries []*api.ServiceEntry) string {
+	b, _ := json.Marshal(entries)
+	return string(b)
 }

@@ -10,14 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // ConsulVersion is the version scripts/setup.sh builds and caches.
 const ConsulVersion = "1.22.3"
 
 // HAProxyBin returns the haproxy binary or fails the test.
-func HAProxyBin(t testing.TB) string {
+func HAProxyBin(t TB) string {
 	t.Helper()
 	p, err := findBin("HAPCTL_HAPROXY_BIN", "haproxy", "/usr/sbin/haproxy")
 	if err != nil {
@@ -27,7 +26,7 @@ func HAProxyBin(t testing.TB) string {
 }
 
 // ConsulBin returns the consul binary or fails the test.
-func ConsulBin(t testing.TB) string {
+func ConsulBin(t TB) string {
 	t.Helper()
 	p, err := findBin("HAPCTL_CONSUL_BIN", "consul", consulCachePath())
 	if err != nil {
@@ -69,7 +68,7 @@ func findBin(env, name, fallback string) (string, error) {
 // is taken below the kernel's ephemeral range when it can be, so that no
 // later listen on port 0 (a test's backends, a process's own sockets) can
 // be handed the same port before the caller binds it.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	if lo, hi := portRange(); hi > lo {
 		for range 200 {
@@ -109,7 +108,7 @@ func portRange() (int, int) {
 
 // ShortDir makes a directory with a short path, for unix sockets (108-byte
 // limit), removed at cleanup.
-func ShortDir(t testing.TB) string {
+func ShortDir(t TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "hx")
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -14,36 +13,45 @@ import (
 // agent (state in memory) or a single server with a data directory.
 type Consul struct {
 	Addr   string // host:port of the HTTP API
+	DNS    string // host:port of the DNS interface (UDP and TCP)
 	Client *api.Client
 	Proc   *Process
-	t      testing.TB
+	t      TB
 	args   []string
 }
 
 // StartConsul starts a dev agent and waits until it has a leader and its node
 // is registered.
-func StartConsul(t testing.TB) *Consul {
+func StartConsul(t TB) *Consul {
 	t.Helper()
 	return startConsul(t, "-dev")
+}
+
+// StartConsulDev starts a dev agent with extra agent arguments, such as
+// `-hcl 'limits { http_max_conns_per_client = 4096 }'`.
+func StartConsulDev(t TB, extra ...string) *Consul {
+	t.Helper()
+	return startConsul(t, append([]string{"-dev"}, extra...)...)
 }
 
 // StartConsulServer starts a single server that keeps its state in a data
 // directory, so that Stop and Start keep registrations, checks and KV (raft
 // timing as in dev mode: a leader in about two seconds).
-func StartConsulServer(t testing.TB) *Consul {
+func StartConsulServer(t TB) *Consul {
 	t.Helper()
 	return startConsul(t, "-server", "-bootstrap-expect", "1", "-data-dir", t.TempDir(),
 		"-hcl", "performance { raft_multiplier = 1 }")
 }
 
-func startConsul(t testing.TB, mode ...string) *Consul {
+func startConsul(t TB, mode ...string) *Consul {
 	t.Helper()
 	http := FreePort(t)
-	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(http), t: t}
+	dns := FreePort(t)
+	c := &Consul{Addr: "127.0.0.1:" + strconv.Itoa(http), DNS: "127.0.0.1:" + strconv.Itoa(dns), t: t}
 	c.args = append(append([]string{"agent"}, mode...), "-node", "hapctl-test",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
 		"-http-port", strconv.Itoa(http),
-		"-dns-port", strconv.Itoa(FreePort(t)),
+		"-dns-port", strconv.Itoa(dns),
 		"-serf-lan-port", strconv.Itoa(FreePort(t)),
 		"-serf-wan-port", strconv.Itoa(FreePort(t)),
 		"-server-port", strconv.Itoa(FreePort(t)),

@@ -7,3 +7,16 @@
 // then the cache scripts/setup.sh builds Consul into. A missing binary fails the
 // test with a message pointing at scripts/setup.sh: it never skips.
 package testbed
+
+// TB is the part of testing.TB the testbed uses. Tests pass their *testing.T
+// or *testing.B; the bench command (bench/) passes its own, so that it runs
+// the very components the tests run, outside `go test`.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Failed() bool
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/hapctl/hapctl/internal/runtime"
@@ -23,11 +22,11 @@ type HAProxy struct {
 	// Quiet starts HAProxy with -q: no warning per server state change on
 	// stderr (1000 lines for a 1000-server batch), for benchmarks.
 	Quiet bool
-	t     testing.TB
+	t     TB
 }
 
 // NewHAProxy prepares the paths of an HAProxy; Start runs it.
-func NewHAProxy(t testing.TB) *HAProxy {
+func NewHAProxy(t TB) *HAProxy {
 	t.Helper()
 	dir := ShortDir(t)
 	h := &HAProxy{

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -21,7 +20,7 @@ type Process struct {
 
 // StartProcess starts bin with args; its output is kept for Output and shown
 // when the test fails. Cleanup stops the process and its children.
-func StartProcess(t testing.TB, name, bin string, args ...string) *Process {
+func StartProcess(t TB, name, bin string, args ...string) *Process {
 	t.Helper()
 	p := &Process{Name: name, out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -124,7 +123,7 @@ func (b *lockedBuffer) tail(n int) string {
 
 // Eventually polls cond every tick until it returns nil or d passes, then
 // fails the test with cond's last error.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() error) {
+func Eventually(t TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	tick := 5 * time.Millisecond
@@ -144,7 +143,7 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 }
 
 // WriteFile writes a file or fails the test.
-func WriteFile(t testing.TB, path, content string) {
+func WriteFile(t TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatalf("write %s: %v", path, err)

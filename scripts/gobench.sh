@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench.sh — run hapctl's benchmarks with enough iterations to quote, and
-# print the results. The numbers in BENCHMARKS.md come from this command.
+# gobench.sh — run hapctl's Go benchmarks (go test -bench) with enough iterations to quote, and
+# print the results. BENCHMARKS.md's per-feature sections come from this command;
+# the side-by-side comparison and the scale run come from scripts/bench.sh.
 #
 #   propagation  Consul change sent -> HAProxy shows it (60 trials each), against
 #                real Consul and HAProxy, with Consul's own share measured alongside
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 HAPCTL_CONSUL_BIN=$(scripts/setup.sh | tail -n1)
 export HAPCTL_CONSUL_BIN
 mkdir -p .bench
-out=.bench/results.txt
+out=.bench/gobench.txt
 {
 	echo "# $(date -u +%FT%TZ) $(uname -m), $(nproc) cores, $(go version | cut -d' ' -f3), $(haproxy -v | head -n1 | cut -d' ' -f1-3)"
 	go test -count=1 -run '^$' -bench 'BenchmarkPropagation' -benchtime 60x ./e2e

@@ -3,14 +3,27 @@
 #
 #   HAProxy, socat, curl     from apt (skipped when already installed)
 #   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
+#   consul-template $CT_VERSION   only with --bench (the benchmark compares against it):
+#                            go install from the Go module proxy, cached likewise
 #
 # Idempotent: a second run takes about a second. Prints the Consul binary's path
 # on the last line of stdout so callers can do: CONSUL_BIN=$(scripts/setup.sh | tail -n1)
+# With --bench, the line before it is consul-template=/path/to/consul-template.
 set -euo pipefail
 
 CONSUL_VERSION="${CONSUL_VERSION:-1.22.3}"
+CT_VERSION="${CT_VERSION:-0.41.1}"
 CACHE_DIR="${HAPCTL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hapctl}"
 CONSUL_BIN="$CACHE_DIR/consul-$CONSUL_VERSION/consul"
+CT_BIN="$CACHE_DIR/consul-template-$CT_VERSION/consul-template"
+
+bench=false
+for arg in "$@"; do
+	case $arg in
+	--bench) bench=true ;;
+	*) printf 'usage: %s [--bench]\n' "$0" >&2; exit 2 ;;
+	esac
+done
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -91,6 +104,30 @@ build_consul() {
 	log "consul v$CONSUL_VERSION built: $CONSUL_BIN"
 }
 
+# ct_ok: like consul_ok; `consul-template -v` prints "consul-template v0.41.1 ()".
+ct_ok() {
+	local out
+	[ -x "$CT_BIN" ] && out=$("$CT_BIN" -v 2>&1) && [[ $out == *"v$CT_VERSION "* ]]
+}
+
+install_consul_template() {
+	if ct_ok; then
+		log "consul-template v$CT_VERSION cached at $CT_BIN"
+		return
+	fi
+	need_cmd go || die "go is not on PATH: install Go (https://go.dev/dl) to build consul-template"
+	log "installing consul-template v$CT_VERSION from the Go module proxy (takes ~40 seconds once; cached in $CACHE_DIR)"
+	# With @version, go install ignores the repo's go.mod: consul-template gets its own dependencies.
+	GOBIN="$(dirname "$CT_BIN")" go install "github.com/hashicorp/consul-template@v$CT_VERSION" >&2 ||
+		die "go install github.com/hashicorp/consul-template@v$CT_VERSION failed (see the output above)"
+	ct_ok || die "installed consul-template does not report v$CT_VERSION"
+	log "consul-template v$CT_VERSION installed: $CT_BIN"
+}
+
 install_apt_packages
 build_consul
+if $bench; then
+	install_consul_template
+	echo "consul-template=$CT_BIN"
+fi
 echo "$CONSUL_BIN"

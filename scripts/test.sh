@@ -2,7 +2,9 @@
 # test.sh — set up the test bed and run hapctl's whole test suite:
 # formatting, vet, unit tests, fuzz seed corpora, end-to-end tests against
 # real Consul and HAProxy (all with the race detector), the demo's smoke run
-# and one pass of every benchmark. Fails loudly on the first problem.
+# one pass of every Go benchmark and a quick run of the bench command
+# (scripts/bench.sh --quick: hapctl side by side with consul-template and
+# HAProxy's DNS SRV discovery, and at scale). Fails loudly on the first problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,14 @@ go test -race -count=1 -timeout 30m ./...
 step "demo smoke run"
 scripts/demo.sh --smoke
 
-step "benchmarks, one pass each (numbers: scripts/bench.sh)"
+step "benchmarks, one pass each (numbers: scripts/gobench.sh)"
 go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 10m ./...
+
+step "bench command, quick run (numbers: scripts/bench.sh)"
+benchout=$(mktemp -d)
+trap 'rm -rf "$benchout"' EXIT
+scripts/bench.sh --quick --chart "$benchout/propagation.png" --out "$benchout/compare.md" >/dev/null
+test -s "$benchout/propagation.png" && grep -q '^| hapctl |' "$benchout/compare.md" ||
+	{ echo "the bench command left no chart or no tables" >&2; exit 1; }
 
 step "all tests passed"

@@ -35,6 +35,23 @@ func buildHapctl(e *env, bin string) string {
 	return out
 }
 
+// hapctlConfig is a hapctl config for HAProxy h, Consul at consulAddr and
+// the admin API on apiAddr, managing backends (YAML list items).
+func hapctlConfig(e *env, h *testbed.HAProxy, consulAddr, apiAddr, backends string) string {
+	return fmt.Sprintf(`consul:
+  address: %s
+haproxy:
+  config_file: %s
+  runtime_socket: %s
+  master_socket: %s
+  state_file: %s
+  binary: %s
+api:
+  listen: %s
+backends:
+%s`, consulAddr, h.ConfigPath, h.AdminSock, h.MasterSock, h.StateFile, testbed.HAProxyBin(e), apiAddr, backends)
+}
+
 // startHapctl writes cfg and starts the daemon on it; it does not wait.
 func startHapctl(e *env, bin, dir, cfg, apiAddr string) *hapctlDaemon {
 	path := filepath.Join(dir, "hapctl.yaml")

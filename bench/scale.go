@@ -66,31 +66,21 @@ func scale(e *env, hapctlBin string, o scaleOptions) scaleResult {
 	logf("scale: registered %d instances of %d services in %s", res.instances, o.services, res.register.Round(time.Millisecond))
 
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(e))
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `consul:
-  address: %s
-haproxy:
-  config_file: %s
-  runtime_socket: %s
-  master_socket: %s
-  state_file: %s
-  binary: %s
-api:
-  listen: %s
-backends:
-`, consul.Addr, h.ConfigPath, h.AdminSock, h.MasterSock, h.StateFile, testbed.HAProxyBin(e), apiAddr)
+	var backends strings.Builder
 	for s := range o.services {
 		slots := o.small + o.small/4
 		if s == 0 {
 			slots = o.big + 1 + o.big/64
 		}
-		fmt.Fprintf(&cfg, "  - {name: be_%s, service: %s, min_slots: %d, max_slots: %d}\n", svcName(s), svcName(s), slots, max(slots, 1024))
+		fmt.Fprintf(&backends, "  - {name: be_%s, service: %s, min_slots: %d, max_slots: %d}\n", svcName(s), svcName(s), slots, max(slots, 1024))
 	}
+
+	cfg := hapctlConfig(e, h, consul.Addr, apiAddr, backends.String())
 
 	// First start: hapctl writes every backend's slot lines, reloads HAProxy
 	// once, then syncs every instance.
 	start = time.Now()
-	d := startHapctl(e, hapctlBin, h.Dir, cfg.String(), apiAddr)
+	d := startHapctl(e, hapctlBin, h.Dir, cfg, apiAddr)
 	// /readyz says ready once every backend's first sync is acknowledged by
 	// HAProxy; reading all 25k servers takes HAProxy tens of milliseconds,
 	// so that is checked once ready, not polled.
@@ -171,7 +161,7 @@ backends:
 		e.Fatal("hapctl did not stop within 30s of SIGTERM")
 	}
 	start = time.Now()
-	d = startHapctl(e, hapctlBin, h.Dir, cfg.String(), apiAddr)
+	d = startHapctl(e, hapctlBin, h.Dir, cfg, apiAddr)
 	waitFor(e, 5*time.Minute, "hapctl ready after a restart", d.ready)
 	res.restart = time.Since(start)
 	if err := allServing(h, res.instances); err != nil {

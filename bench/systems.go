@@ -72,21 +72,8 @@ func hapctlSystem(bin string) system {
 		h := l.h
 		h.Start(haproxyConfig(h, l.port, ""))
 		apiAddr := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(e))
-		d := startHapctl(e, bin, h.Dir, fmt.Sprintf(`consul:
-  address: %s
-haproxy:
-  config_file: %s
-  runtime_socket: %s
-  master_socket: %s
-  state_file: %s
-  binary: %s
-api:
-  listen: %s
-backends:
-  - name: be_web
-    service: web
-    min_slots: %d
-`, w.httpAddr, h.ConfigPath, h.AdminSock, h.MasterSock, h.StateFile, testbed.HAProxyBin(e), apiAddr, slots), apiAddr)
+		d := startHapctl(e, bin, h.Dir, hapctlConfig(e, h, w.httpAddr, apiAddr,
+			fmt.Sprintf("  - {name: be_web, service: web, min_slots: %d}\n", slots)), apiAddr)
 		waitFor(e, 30*time.Second, "hapctl ready", d.ready)
 		return l
 	}}
@@ -166,16 +153,7 @@ func consulTemplateBin(e *env, flagged string) string {
 	if p, err := exec.LookPath("consul-template"); err == nil {
 		return p
 	}
-	dir := os.Getenv("HAPCTL_CACHE_DIR")
-	if dir == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, _ := os.UserHomeDir()
-			base = filepath.Join(home, ".cache")
-		}
-		dir = filepath.Join(base, "hapctl")
-	}
-	p := filepath.Join(dir, "consul-template-"+consulTemplateVersion, "consul-template")
+	p := filepath.Join(testbed.CacheDir(), "consul-template-"+consulTemplateVersion, "consul-template")
 	if _, err := os.Stat(p); err != nil {
 		e.Fatalf("consul-template not found (%v): run scripts/setup.sh --bench, which installs and caches it", err)
 	}

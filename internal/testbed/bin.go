@@ -36,6 +36,12 @@ func ConsulBin(t TB) string {
 }
 
 func consulCachePath() string {
+	return filepath.Join(CacheDir(), "consul-"+ConsulVersion, "consul")
+}
+
+// CacheDir is where scripts/setup.sh caches what it builds:
+// $HAPCTL_CACHE_DIR, else $XDG_CACHE_HOME/hapctl, else ~/.cache/hapctl.
+func CacheDir() string {
 	dir := os.Getenv("HAPCTL_CACHE_DIR")
 	if dir == "" {
 		base := os.Getenv("XDG_CACHE_HOME")
@@ -45,7 +51,7 @@ func consulCachePath() string {
 		}
 		dir = filepath.Join(base, "hapctl")
 	}
-	return filepath.Join(dir, "consul-"+ConsulVersion, "consul")
+	return dir
 }
 
 func findBin(env, name, fallback string) (string, error) {

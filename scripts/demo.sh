@@ -163,7 +163,15 @@ if [ "$SMOKE" = --smoke ]; then
 	"$BIN/hapctl" plan --config "$DEMO_DIR/hapctl.yaml" | grep -q "no runtime changes" || die "plan is not empty after the sync"
 	export HAPCTL_ADDR="http://127.0.0.1:$API_PORT"
 	"$BIN/hapctl" drain be_web web-3 --reason smoke >&2 || die "hapctl drain failed"
-	"$BIN/hapctl" status be_web | grep -q 'drain by .*"smoke"' || die "hapctl status does not show the drain"
+	# The drain answered 200 once HAProxy had it, so status shows it at once;
+	# the deadline only covers a slow read of HAProxy (the API's 2 s), and a
+	# failure prints what status said.
+	deadline=$((SECONDS + 10))
+	until status=$("$BIN/hapctl" status be_web 2>&1) && grep -q 'drain by .*"smoke"' <<<"$status"; do
+		[ $SECONDS -lt $deadline ] || die "hapctl status does not show the drain after 10s; it says:
+$status"
+		sleep 0.1
+	done
 	"$BIN/hapctl" undrain be_web web-3 >&2 || die "hapctl undrain failed"
 	[ "$(reloads)" = "$r0" ] || die "haproxy reloaded for a drain"
 	say "smoke test passed: traffic reached every instance, changes and a drain applied without reload"

@@ -196,8 +196,9 @@ or its Consul service ID. The override is kept in Consul KV under the
 instance's service ID, so every hapctl attached to that Consul applies it, and
 it survives restarts of hapctl and reloads of HAProxy. It follows the
 instance, not the slot.`,
-		Example: example,
-		Args:    usageArgs(cobra.ExactArgs(2)),
+		Example:           example,
+		Args:              usageArgs(cobra.ExactArgs(2)),
+		ValidArgsFunction: completeNames(&cf, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
 			if err != nil {

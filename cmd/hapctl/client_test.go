@@ -39,6 +39,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "POST":
 		_ = json.NewEncoder(w).Encode(api.OverrideResult{Backend: "be_web", Server: "srv1", ServiceID: "web-1", Address: "10.0.0.1:80",
 			Action: "drain", State: "drain", Applied: true})
+	case r.URL.Path == "/v1/backends" && r.Method == "GET":
+		_ = json.NewEncoder(w).Encode([]api.Backend{{Name: "be_web", Service: "web"}, {Name: "be_api", Service: "api"}})
 	case r.URL.Path == "/v1/backends/be_web":
 		_ = json.NewEncoder(w).Encode(api.Backend{Name: "be_web", Service: "web", Growth: "dynamic", LastSync: &at, Slots: []api.Slot{
 			{Name: "srv1", Address: "10.0.0.1", Port: 80, Weight: 1, AdminState: "drain", OperState: "up", ServiceID: "web-1", Node: "n1",
@@ -169,6 +171,68 @@ func TestClientRefusesAddressesThatMisroute(t *testing.T) {
 		c, err := cf.client()
 		if err != nil || c.base != base {
 			t.Errorf("--addr %q: base %v, %v; want %s", addr, c, err, base)
+		}
+	}
+}
+
+// TestCompletion checks Tab completion of backends and servers from the
+// running hapctl's API, and that it offers nothing, quickly, without one.
+func TestCompletion(t *testing.T) {
+	srv := httptest.NewServer(&fakeAPI{})
+	defer srv.Close()
+	complete := func(args ...string) []string {
+		t.Helper()
+		out, err := run(append([]string{"__complete"}, args...)...)
+		if err != nil {
+			t.Fatalf("__complete %v: %v\n%s", args, err, out)
+		}
+		var names []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") && !strings.HasPrefix(l, "Completion ended") && l != "" {
+				names = append(names, l)
+			}
+		}
+		return names
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"drain", "--addr", srv.URL, ""}, "be_api be_web"},
+		{[]string{"status", "--addr", srv.URL, "be_w"}, "be_web"},
+		{[]string{"status", "--addr", srv.URL, "be_web", ""}, ""},
+		// Bound slots and their IDs, and the ID of an instance under a
+		// maint that has left Consul (undrain takes it); never a free slot.
+		{[]string{"undrain", "--addr", srv.URL, "be_web", ""}, "srv1 srv2 web-1 web-2 web-7"},
+		{[]string{"maint", "--addr", srv.URL, "be_web", "web-"}, "web-1 web-2 web-7"},
+		{[]string{"drain", "--addr", srv.URL, "be_web", "srv1", ""}, ""},
+		{[]string{"drain", "--addr", srv.URL, "be_nosuch", ""}, ""},
+	} {
+		if got := strings.Join(complete(c.args...), " "); got != c.want {
+			t.Errorf("__complete %v = %q, want %q", c.args, got, c.want)
+		}
+	}
+	// A hapctl that never answers: nothing, within the completion timeout.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	if got := complete("drain", "--addr", ln.Addr().String(), ""); len(got) != 0 {
+		t.Errorf("completion from a silent API offered %v", got)
+	}
+}
+
+// TestEveryCommandHasExamples checks that every subcommand's --help shows
+// examples.
+func TestEveryCommandHasExamples(t *testing.T) {
+	for _, c := range newRoot().Commands() {
+		if c.Name() == "help" || c.Name() == "completion" {
+			continue // cobra's own
+		}
+		out, err := run(c.Name(), "--help")
+		if err != nil || !strings.Contains(out, "Examples:\n  hapctl "+c.Name()) {
+			t.Errorf("hapctl %s --help shows no example (%v):\n%s", c.Name(), err, out)
 		}
 	}
 }

@@ -23,7 +23,14 @@ func newRoot() *cobra.Command {
 		Use:   "hapctl",
 		Short: "Keep HAProxy backends in sync with Consul, without reloads",
 		Long: `hapctl runs beside HAProxy and keeps the server slots of its backends pointing
-at the passing instances of Consul services, through HAProxy's runtime API.`,
+at the passing instances of Consul services, through HAProxy's runtime API.
+
+Shell completion, including the backend and server names of the running
+hapctl (--addr or HAPCTL_ADDR) for status, drain, maint and undrain:
+  source <(hapctl completion bash)       # or: hapctl completion zsh|fish`,
+		Example: `  hapctl daemon --config /etc/hapctl/hapctl.yaml
+  hapctl status be_web
+  hapctl drain be_web srv3 --reason "deploy 42"`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Global flags are checked first: a bad one is a usage error

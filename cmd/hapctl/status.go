@@ -34,7 +34,8 @@ listed. -o json prints the API's JSON as it is.`,
   hapctl status be_web
   hapctl status be_web -o json
   hapctl status --addr unix:/run/hapctl.sock`,
-		Args: usageArgs(cobra.MaximumNArgs(1)),
+		Args:              usageArgs(cobra.MaximumNArgs(1)),
+		ValidArgsFunction: completeNames(&cf, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
 				return usageError{fmt.Errorf("-o %q: want table or json", output)}

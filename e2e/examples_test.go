@@ -12,9 +12,14 @@ import (
 	"github.com/hapctl/hapctl/internal/testbed"
 )
 
-// TestExampleConfigs keeps the shipped examples honest: hapctl.yaml loads,
-// and haproxy.cfg with hapctl's slot lines passes `haproxy -c`.
+// TestExampleConfigs keeps the shipped examples honest: hapctl.yaml and the
+// docker-compose one load, and haproxy.cfg with hapctl's slot lines passes
+// `haproxy -c`.
 func TestExampleConfigs(t *testing.T) {
+	t.Setenv("HAPCTL_TOKEN", "compose-token") // docker-compose.yml sets it: the API listens on 0.0.0.0
+	if c, err := config.Load("../deploy/hapctl.compose.yaml"); err != nil || c.API.Token != "compose-token" || len(c.Backends) != 1 {
+		t.Fatalf("deploy/hapctl.compose.yaml: %v", err)
+	}
 	cfg, err := config.Load("../haproxy/hapctl.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@
 #
 #   HAProxy, socat, curl     from apt (skipped when already installed)
 #   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
+#   docker-compose, systemd-analyze   only with --deploy-checks (to check docker-compose.yml
+#                            and deploy/hapctl.service), from apt
 #   consul-template $CT_VERSION   only with --bench (the benchmark compares against it):
 #                            go install from the Go module proxy, cached likewise
 #
@@ -18,10 +20,12 @@ CONSUL_BIN="$CACHE_DIR/consul-$CONSUL_VERSION/consul"
 CT_BIN="$CACHE_DIR/consul-template-$CT_VERSION/consul-template"
 
 bench=false
+deploy=false
 for arg in "$@"; do
 	case $arg in
 	--bench) bench=true ;;
-	*) printf 'usage: %s [--bench]\n' "$0" >&2; exit 2 ;;
+	--deploy-checks) deploy=true ;;
+	*) printf 'usage: %s [--bench] [--deploy-checks]\n' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -35,6 +39,10 @@ install_apt_packages() {
 	need_cmd haproxy || missing+=(haproxy)
 	need_cmd socat || missing+=(socat)
 	need_cmd curl || missing+=(curl)
+	if $deploy; then
+		need_cmd docker-compose || missing+=(docker-compose)
+		need_cmd systemd-analyze || missing+=(systemd)
+	fi
 	if [ ${#missing[@]} -eq 0 ]; then
 		log "haproxy, socat and curl present ($(haproxy -v 2>/dev/null | head -n1))"
 		return
@@ -62,6 +70,11 @@ install_apt_packages() {
 	for c in haproxy socat curl; do
 		need_cmd "$c" || die "$c still missing after apt-get install"
 	done
+	if $deploy; then
+		for c in docker-compose systemd-analyze; do
+			need_cmd "$c" || die "$c still missing after apt-get install"
+		done
+	fi
 }
 
 # consul_ok: the cached binary runs and is the wanted version. (Not a pipe

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "setup (HAProxy, socat, Consul)"
-HAPCTL_CONSUL_BIN=$(scripts/setup.sh | tail -n1)
+step "setup (HAProxy, socat, Consul; docker-compose and systemd-analyze for the deployment files)"
+HAPCTL_CONSUL_BIN=$(scripts/setup.sh --deploy-checks | tail -n1)
 export HAPCTL_CONSUL_BIN
 command -v go >/dev/null || { echo "go is not on PATH" >&2; exit 1; }
 go version >&2
@@ -29,6 +29,15 @@ go vet ./...
 
 step "go test -race (unit, fuzz seed corpora, end-to-end)"
 go test -race -count=1 -timeout 30m ./...
+
+step "deployment files (no Docker engine here: the compose file is checked, not run)"
+docker-compose -f docker-compose.yml config -q
+unitdir=$(mktemp -d)
+go build -o "$unitdir/hapctl" ./cmd/hapctl
+# verify wants ExecStart's binary to exist: point it at the one just built.
+sed "s|/usr/local/bin/hapctl|$unitdir/hapctl|" deploy/hapctl.service >"$unitdir/hapctl.service"
+systemd-analyze verify "$unitdir/hapctl.service"
+rm -rf "$unitdir"
 
 step "demo smoke run"
 scripts/demo.sh --smoke

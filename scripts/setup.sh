@@ -3,8 +3,9 @@
 #
 #   HAProxy, socat, curl     from apt (skipped when already installed)
 #   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
-#   docker-compose, systemd-analyze   only with --deploy-checks (to check docker-compose.yml
-#                            and deploy/hapctl.service), from apt
+#   docker-compose, systemd-analyze, chromium   only with --test, from apt: the test
+#                            suite checks docker-compose.yml and deploy/hapctl.service
+#                            and drives the status page in headless Chromium
 #   consul-template $CT_VERSION   only with --bench (the benchmark compares against it):
 #                            go install from the Go module proxy, cached likewise
 #
@@ -24,8 +25,8 @@ deploy=false
 for arg in "$@"; do
 	case $arg in
 	--bench) bench=true ;;
-	--deploy-checks) deploy=true ;;
-	*) printf 'usage: %s [--bench] [--deploy-checks]\n' "$0" >&2; exit 2 ;;
+	--test) deploy=true ;;
+	*) printf 'usage: %s [--bench] [--test]\n' "$0" >&2; exit 2 ;;
 	esac
 done
 
@@ -42,6 +43,7 @@ install_apt_packages() {
 	if $deploy; then
 		need_cmd docker-compose || missing+=(docker-compose)
 		need_cmd systemd-analyze || missing+=(systemd)
+		need_cmd chromium || missing+=(chromium)
 	fi
 	if [ ${#missing[@]} -eq 0 ]; then
 		log "haproxy, socat and curl present ($(haproxy -v 2>/dev/null | head -n1))"
@@ -71,7 +73,7 @@ install_apt_packages() {
 		need_cmd "$c" || die "$c still missing after apt-get install"
 	done
 	if $deploy; then
-		for c in docker-compose systemd-analyze; do
+		for c in docker-compose systemd-analyze chromium; do
 			need_cmd "$c" || die "$c still missing after apt-get install"
 		done
 	fi

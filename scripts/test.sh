@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "setup (HAProxy, socat, Consul; docker-compose and systemd-analyze for the deployment files)"
-HAPCTL_CONSUL_BIN=$(scripts/setup.sh --deploy-checks | tail -n1)
+step "setup (HAProxy, socat, Consul; docker-compose, systemd-analyze and chromium for the checks)"
+HAPCTL_CONSUL_BIN=$(scripts/setup.sh --test | tail -n1)
 export HAPCTL_CONSUL_BIN
 command -v go >/dev/null || { echo "go is not on PATH" >&2; exit 1; }
 go version >&2

@@ -40,7 +40,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(api.OverrideResult{Backend: "be_web", Server: "srv1", ServiceID: "web-1", Address: "10.0.0.1:80",
 			Action: "drain", State: "drain", Applied: true})
 	case r.URL.Path == "/v1/backends" && r.Method == "GET":
-		_ = json.NewEncoder(w).Encode([]api.Backend{{Name: "be_web", Service: "web"}, {Name: "be_api", Service: "api"}})
+		// As the API answers: {"backends": [...]}.
+		_ = json.NewEncoder(w).Encode(map[string][]api.Backend{"backends": {{Name: "be_web", Service: "web"}, {Name: "be_api", Service: "api"}}})
 	case r.URL.Path == "/v1/backends/be_web":
 		_ = json.NewEncoder(w).Encode(api.Backend{Name: "be_web", Service: "web", Growth: "dynamic", LastSync: &at, Slots: []api.Slot{
 			{Name: "srv1", Address: "10.0.0.1", Port: 80, Weight: 1, AdminState: "drain", OperState: "up", ServiceID: "web-1", Node: "n1",

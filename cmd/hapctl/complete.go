@@ -35,11 +35,13 @@ func completeNames(cf *clientFlags, servers bool) func(*cobra.Command, []string,
 		defer cancel()
 		var names []string
 		if len(args) == 0 {
-			var backends []api.Backend
-			if _, err := c.call(ctx, http.MethodGet, "/v1/backends", nil, &backends); err != nil {
+			var all struct {
+				Backends []api.Backend `json:"backends"`
+			}
+			if _, err := c.call(ctx, http.MethodGet, "/v1/backends", nil, &all); err != nil {
 				return nil, none
 			}
-			for _, b := range backends {
+			for _, b := range all.Backends {
 				names = append(names, b.Name)
 			}
 		} else {

@@ -32,6 +32,17 @@ const MaxBody = 16 << 10
 //go:embed openapi.json
 var openAPI []byte
 
+// statusPage is the status page served at GET /: one file, styles and
+// script inline, no external resource.
+//
+//go:embed status.html
+var statusPage []byte
+
+// statusPagePolicy lets the page run its own inline script and style and
+// talk to this API only: nothing is loaded from elsewhere, and it cannot be
+// framed.
+const statusPagePolicy = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
 // Server serves the admin API.
 type Server struct {
 	Ready   Readiness
@@ -56,6 +67,13 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // Routes declares every route in one place.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
+	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", statusPagePolicy)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(statusPage)
+	})
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
 	r.Method(http.MethodGet, "/metrics", s.Metrics)

@@ -106,3 +106,30 @@ func TestBodyWithTrailingDataIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusPage checks GET /: the embedded page, self-contained (nothing
+// loaded from elsewhere, which its Content-Security-Policy enforces too),
+// and never framed.
+func TestStatusPage(t *testing.T) {
+	s, _ := newTestServer("")
+	rec := httptest.NewRecorder()
+	s.Routes().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	body := rec.Body.String()
+	for _, external := range []string{"http://", "https://", "src=", "<link", "@import", "url("} {
+		if strings.Contains(body, external) {
+			t.Errorf("the page refers to something outside it: %q", external)
+		}
+	}
+	csp := rec.Header().Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "connect-src 'self'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+	if !strings.Contains(body, `fetch("/v1/backends")`) || !strings.Contains(body, "textContent") {
+		t.Error("the page does not read /v1/backends or does not render as text")
+	}
+}

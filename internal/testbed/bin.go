@@ -123,3 +123,14 @@ func ShortDir(t TB) string {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
+
+// ChromiumBin returns Debian's chromium (scripts/setup.sh --test installs
+// it) or fails the test.
+func ChromiumBin(t TB) string {
+	t.Helper()
+	p, err := findBin("HAPCTL_CHROMIUM_BIN", "chromium", "/usr/bin/chromium")
+	if err != nil {
+		t.Fatalf("chromium not found (%v): run scripts/setup.sh --test", err)
+	}
+	return p
+}

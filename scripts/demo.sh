@@ -161,6 +161,7 @@ if [ "$SMOKE" = --smoke ]; then
 	wait_for "web-2 out" 30 bash -c "echo 'show servers state be_web' | socat - UNIX-CONNECT:$RUN/admin.sock | awk '\$19==9002 && \$7%2==1' | grep -q ."
 	[ "$(reloads)" = "$r0" ] || die "haproxy reloaded while instances came and went"
 	"$BIN/hapctl" plan --config "$DEMO_DIR/hapctl.yaml" | grep -q "no runtime changes" || die "plan is not empty after the sync"
+	curl -sf "http://127.0.0.1:$API_PORT/" | grep -q '<title>hapctl</title>' || die "the status page is not served at http://127.0.0.1:$API_PORT/"
 	export HAPCTL_ADDR="http://127.0.0.1:$API_PORT"
 	"$BIN/hapctl" drain be_web web-3 --reason smoke >&2 || die "hapctl drain failed"
 	# The drain answered 200 once HAProxy had it, so status shows it at once;
@@ -183,7 +184,9 @@ cat >&2 <<MSG
   hapctl demo is running. Try, in another terminal:
 
     curl http://127.0.0.1:$FRONTEND_PORT/                     # answered by web-1, web-2, web-3 in turn
+    open http://127.0.0.1:$API_PORT/ in a browser             # the status page; drain buttons take no token here
     export HAPCTL_ADDR=http://127.0.0.1:$API_PORT
+    source <($BIN/hapctl completion bash)                  # Tab completes commands, backends and servers
     $BIN/hapctl status                                     # slots, instances, states, drains
     $BIN/hapctl drain be_web web-2 --reason "try it"       # no new requests to web-2; kept in Consul KV
     $BIN/hapctl undrain be_web web-2

@@ -13,7 +13,6 @@ type env struct {
 	mu       sync.Mutex
 	cleanups []func()
 	failed   bool
-	verbose  bool
 }
 
 // fatal is the panic value Fatal and Fatalf unwind with; main recovers it.
@@ -76,7 +75,7 @@ func (e *env) close() {
 // scope runs f with a child env whose cleanups run when f returns, so that
 // one system's processes are gone before the next system starts.
 func (e *env) scope(f func(*env)) {
-	child := &env{verbose: e.verbose}
+	child := &env{}
 	e.Cleanup(child.close) // a signal closes the parent: the child's processes go too
 	defer child.close()
 	defer func() {

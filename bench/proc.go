@@ -79,9 +79,9 @@ func (d *hapctlDaemon) ready() error {
 	return nil
 }
 
-// metric sums the samples of metric family name on /metrics whose labels
-// contain labels (e.g. `result="ok"`; "" for all).
-func (d *hapctlDaemon) metric(name, labels string) (float64, error) {
+// metric sums the samples of metric family name on /metrics (every label
+// set).
+func (d *hapctlDaemon) metric(name string) (float64, error) {
 	resp, err := http.Get("http://" + d.apiAddr + "/metrics")
 	if err != nil {
 		return 0, err
@@ -91,7 +91,7 @@ func (d *hapctlDaemon) metric(name, labels string) (float64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		series, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, labels) {
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) {
 			continue
 		}
 		v, err := strconv.ParseFloat(value, 64)

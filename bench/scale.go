@@ -86,11 +86,11 @@ func scale(e *env, hapctlBin string, o scaleOptions) scaleResult {
 	// so that is checked once ready, not polled.
 	waitFor(e, 5*time.Minute, "hapctl ready", d.ready)
 	res.firstReady = time.Since(start)
-	if err := allServing(h, res.instances); err != nil {
+	var err error
+	if res.servers, err = allServing(h, res.instances); err != nil {
 		e.Fatalf("hapctl says ready after its first start, but %v", err)
 	}
 	res.firstCPU, _ = cpuTime(d.proc.Pid())
-	res.servers = slotServers(h)
 	res.rss, res.peak, _ = memory(d.proc.Pid())
 	logf("scale: first start: ready with every instance serving in %s (%d slot servers), %.0f MiB RSS", res.firstReady.Round(time.Millisecond), res.servers, res.rss)
 
@@ -164,7 +164,7 @@ func scale(e *env, hapctlBin string, o scaleOptions) scaleResult {
 	d = startHapctl(e, hapctlBin, h.Dir, cfg, apiAddr)
 	waitFor(e, 5*time.Minute, "hapctl ready after a restart", d.ready)
 	res.restart = time.Since(start)
-	if err := allServing(h, res.instances); err != nil {
+	if _, err := allServing(h, res.instances); err != nil {
 		e.Fatalf("hapctl says ready after a restart, but %v", err)
 	}
 	logf("scale: restart: ready with every instance serving in %s", res.restart.Round(time.Millisecond))
@@ -253,16 +253,27 @@ func tryTxn(c *api.Client, ops api.TxnOps) error {
 	return nil
 }
 
-// allServing is nil once HAProxy runs want ready slot servers.
-func allServing(h *testbed.HAProxy, want int) error {
+// allServing checks, in one read of every server (tens of milliseconds of
+// HAProxy's time at 25k), that HAProxy runs want ready slot servers, and
+// returns how many slot servers it has.
+func allServing(h *testbed.HAProxy, want int) (slots int, err error) {
 	ss, err := showAll(h)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if n := countReady(ss); n != want {
-		return fmt.Errorf("%d of %d instances serving", n, want)
+	ready := 0
+	for _, s := range ss {
+		if _, ok := slot.Index(s.Name); ok {
+			slots++
+			if s.State() == runtime.StateReady {
+				ready++
+			}
+		}
 	}
-	return nil
+	if ready != want {
+		return slots, fmt.Errorf("%d of %d instances serving", ready, want)
+	}
+	return slots, nil
 }
 
 func showAll(h *testbed.HAProxy) ([]runtime.ServerState, error) {
@@ -279,17 +290,6 @@ func countReady(ss []runtime.ServerState) int {
 	n := 0
 	for _, s := range ss {
 		if _, ok := slot.Index(s.Name); ok && s.State() == runtime.StateReady {
-			n++
-		}
-	}
-	return n
-}
-
-func slotServers(h *testbed.HAProxy) int {
-	ss, _ := showAll(h)
-	n := 0
-	for _, s := range ss {
-		if _, ok := slot.Index(s.Name); ok {
 			n++
 		}
 	}
@@ -314,11 +314,11 @@ func quietCPU(pid int) time.Duration {
 
 // histSum reads the _sum and _count of a histogram.
 func histSum(e *env, d *hapctlDaemon, name string) [2]float64 {
-	sum, err := d.metric(name+"_sum", "")
+	sum, err := d.metric(name + "_sum")
 	if err != nil {
 		e.Fatal(err)
 	}
-	count, err := d.metric(name+"_count", "")
+	count, err := d.metric(name + "_count")
 	if err != nil {
 		e.Fatal(err)
 	}

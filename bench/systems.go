@@ -23,8 +23,6 @@ type system struct {
 	// whatever keeps be_web in sync with the service web, talking to
 	// Consul through w's proxies.
 	start func(e *env, w *world) *lb
-	// grows reports whether the system can add servers past slots.
-	grows bool
 	// phase is how long a trial waits, at random from 0 to phase, before
 	// each change: a system that acts on a timer (DNS resolution) must see
 	// changes at random points of its period, not just after it acted.
@@ -67,7 +65,7 @@ backend be_web
 
 // hapctlSystem runs hapctl: runtime API changes, growth by `add server`.
 func hapctlSystem(bin string) system {
-	return system{name: "hapctl", grows: true, start: func(e *env, w *world) *lb {
+	return system{name: "hapctl", start: func(e *env, w *world) *lb {
 		l := newLB(e)
 		h := l.h
 		h.Start(haproxyConfig(h, l.port, ""))
@@ -83,7 +81,7 @@ func hapctlSystem(bin string) system {
 // server line per passing instance, and reloading HAProxy through the
 // master CLI on every change: the usual setup.
 func consulTemplateSystem(bin string) system {
-	return system{name: "consul-template", grows: true, start: func(e *env, w *world) *lb {
+	return system{name: "consul-template", start: func(e *env, w *world) *lb {
 		l := newLB(e)
 		h := l.h
 		tmpl := filepath.Join(h.Dir, "haproxy.cfg.ctmpl")

@@ -21,11 +21,11 @@ CONSUL_BIN="$CACHE_DIR/consul-$CONSUL_VERSION/consul"
 CT_BIN="$CACHE_DIR/consul-template-$CT_VERSION/consul-template"
 
 bench=false
-deploy=false
+test_tools=false
 for arg in "$@"; do
 	case $arg in
 	--bench) bench=true ;;
-	--test) deploy=true ;;
+	--test) test_tools=true ;;
 	*) printf 'usage: %s [--bench] [--test]\n' "$0" >&2; exit 2 ;;
 	esac
 done
@@ -40,7 +40,7 @@ install_apt_packages() {
 	need_cmd haproxy || missing+=(haproxy)
 	need_cmd socat || missing+=(socat)
 	need_cmd curl || missing+=(curl)
-	if $deploy; then
+	if $test_tools; then
 		need_cmd docker-compose || missing+=(docker-compose)
 		need_cmd systemd-analyze || missing+=(systemd)
 		need_cmd chromium || missing+=(chromium)
@@ -72,7 +72,7 @@ install_apt_packages() {
 	for c in haproxy socat curl; do
 		need_cmd "$c" || die "$c still missing after apt-get install"
 	done
-	if $deploy; then
+	if $test_tools; then
 		for c in docker-compose systemd-analyze chromium; do
 			need_cmd "$c" || die "$c still missing after apt-get install"
 		done

@@ -41,7 +41,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Action: "drain", State: "drain", Applied: true})
 	case r.URL.Path == "/v1/backends" && r.Method == "GET":
 		// As the API answers: {"backends": [...]}.
-		_ = json.NewEncoder(w).Encode(map[string][]api.Backend{"backends": {{Name: "be_web", Service: "web"}, {Name: "be_api", Service: "api"}}})
+		_ = json.NewEncoder(w).Encode(api.BackendList{Backends: []api.Backend{{Name: "be_web", Service: "web"}, {Name: "be_api", Service: "api"}}})
 	case r.URL.Path == "/v1/backends/be_web":
 		_ = json.NewEncoder(w).Encode(api.Backend{Name: "be_web", Service: "web", Growth: "dynamic", LastSync: &at, Slots: []api.Slot{
 			{Name: "srv1", Address: "10.0.0.1", Port: 80, Weight: 1, AdminState: "drain", OperState: "up", ServiceID: "web-1", Node: "n1",

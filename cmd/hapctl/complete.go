@@ -35,9 +35,7 @@ func completeNames(cf *clientFlags, servers bool) func(*cobra.Command, []string,
 		defer cancel()
 		var names []string
 		if len(args) == 0 {
-			var all struct {
-				Backends []api.Backend `json:"backends"`
-			}
+			var all api.BackendList
 			if _, err := c.call(ctx, http.MethodGet, "/v1/backends", nil, &all); err != nil {
 				return nil, none
 			}

@@ -62,9 +62,7 @@ listed. -o json prints the API's JSON as it is.`,
 				err = json.Unmarshal(raw, &b)
 				backends = []api.Backend{b}
 			} else {
-				var all struct {
-					Backends []api.Backend `json:"backends"`
-				}
+				var all api.BackendList
 				err = json.Unmarshal(raw, &all)
 				backends = all.Backends
 			}

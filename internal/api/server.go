@@ -150,7 +150,7 @@ func (s *Server) backends(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"backends": bs})
+	writeJSON(w, http.StatusOK, BackendList{Backends: bs})
 	return nil
 }
 

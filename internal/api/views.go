@@ -18,6 +18,11 @@ type Service interface {
 	Plan(ctx context.Context) (Plan, error)
 }
 
+// BackendList is the answer to GET /v1/backends.
+type BackendList struct {
+	Backends []Backend `json:"backends"`
+}
+
 // Backend is one managed backend: GET /v1/backends/{backend}.
 type Backend struct {
 	Name    string   `json:"name"`

@@ -173,13 +173,18 @@ func (t *text) insert(lines []line, i int, add ...line) []line {
 	return slices.Insert(lines, i, add...)
 }
 
-// appendSection appends a new section block holding lines (its header
-// first) at the end of the file.
-func (t *text) appendSection(keyword, name string, lines []line) *block {
-	if len(lines) > 0 {
-		t.ended(t.lastLine())
+// newBackend appends a `backend name` section at the end of the file,
+// after a blank line when the file ends in content (the blank line goes at
+// the end of the previous block), and returns it.
+func (t *text) newBackend(name string) *block {
+	last := t.lastLine()
+	if last != nil && len(last.fields) > 0 {
+		prev := t.blocks[len(t.blocks)-1]
+		prev.lines = t.insert(prev.lines, len(prev.lines), t.hapctlLine(""))
+	} else {
+		t.ended(last)
 	}
-	b := &block{keyword: keyword, name: name, lines: lines}
+	b := &block{keyword: "backend", name: name, lines: []line{t.hapctlLine("backend " + name)}}
 	t.add(b)
 	return b
 }

@@ -97,12 +97,11 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		}
 		if !ok {
 			c := Change{Backend: spec.Backend, Created: true}
-			lines := t.header(spec.Backend)
+			sec := t.newBackend(spec.Backend)
 			for i := 1; i <= spec.Slots; i++ {
-				lines = append(lines, t.hapctlLine(SlotLine("    ", i, spec.Options)))
+				sec.lines = append(sec.lines, t.hapctlLine(SlotLine("    ", i, spec.Options)))
 				c.Added = append(c.Added, slot.Name(i))
 			}
-			t.appendSection("backend", spec.Backend, lines)
 			changes = append(changes, c)
 			continue
 		}
@@ -141,17 +140,6 @@ func EnsureSlots(data []byte, specs []SlotSpec) ([]byte, []Change, error) {
 		return data, nil, nil
 	}
 	return t.bytes(), changes, nil
-}
-
-// header returns the lines that start a new backend section at the end of
-// the file: `backend name`, after a blank line when the file ends in
-// content. The blank line goes at the end of the previous block.
-func (t *text) header(name string) []line {
-	if last := t.lastLine(); last != nil && len(last.fields) > 0 {
-		prev := t.blocks[len(t.blocks)-1]
-		prev.lines = t.insert(prev.lines, len(prev.lines), t.hapctlLine(""))
-	}
-	return []line{t.hapctlLine("backend " + name)}
 }
 
 // withOptions returns a slot line carrying options instead of the ones it
@@ -335,7 +323,7 @@ func (f *File) SetSlots(backend string, states []SlotState, options string) erro
 		return err
 	}
 	if !ok {
-		sec = t.appendSection("backend", backend, t.header(backend))
+		sec = t.newBackend(backend)
 	}
 	indent := sec.indentOf()
 	out := make([]line, 0, len(sec.lines)+len(states))

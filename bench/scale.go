@@ -39,9 +39,13 @@ type scaleResult struct {
 	change     []time.Duration
 	changeCPU  time.Duration // per change
 	changeOwn  time.Duration // mean of hapctl_propagation_seconds: Consul's answer -> HAProxy acknowledged
-	bulkTotal  []time.Duration
-	bulkOwn    time.Duration
-	bulkCPU    time.Duration // per flip
+	// persistCPU is one change on its own, until hapctl has also written it
+	// into haproxy.cfg and the server-state file; persisted is how long
+	// after the change the slot line was there.
+	persistCPU, persisted time.Duration
+	bulkTotal             []time.Duration
+	bulkOwn               time.Duration
+	bulkCPU               time.Duration // per flip
 }
 
 const (
@@ -94,7 +98,10 @@ func scale(e *env, hapctlBin string, o scaleOptions) scaleResult {
 	res.rss, res.peak, _ = memory(d.proc.Pid())
 	logf("scale: first start: ready with every instance serving in %s (%d slot servers), %.0f MiB RSS", res.firstReady.Round(time.Millisecond), res.servers, res.rss)
 
-	// Idle CPU over a few seconds.
+	// Idle CPU over a few seconds, once the first start's write of the
+	// slot lines and the state file (a second after the last binding) is
+	// done: idle means nothing left to do.
+	waitUnchanged(e, h.StateFile, 2500*time.Millisecond)
 	before, _ := cpuTime(d.proc.Pid())
 	idle := 5 * time.Second
 	time.Sleep(idle) // measuring a quiet period: nothing to poll for
@@ -130,6 +137,17 @@ func scale(e *env, hapctlBin string, o scaleOptions) scaleResult {
 	res.changeOwn = meanSince(e, d, "hapctl_propagation_seconds", own0)
 	res.changeCPU /= time.Duration(max(o.trials, 1))
 	logf("scale: one change in a %d-instance service: p50 %s, hapctl CPU %s per change", o.big+1, pctl(res.change, 0.5), res.changeCPU.Round(100*time.Microsecond))
+
+	// One more change on its own, until it is in the files too: hapctl
+	// writes the slot lines and the state file after changes, at most once
+	// per 2 s, so a burst of changes shares one write but a lone change
+	// pays for a whole one.
+	cpu0 := quietCPU(pid)
+	sent := time.Now()
+	txn(e, consul.Client, api.TxnOps{serviceOp(bigService, 1, bigNode, "127.2.0.1", 32001)})
+	res.persisted = waitFileHas(e, h.ConfigPath, " 127.2.0.1:32001 ", sent)
+	res.persistCPU = quietCPU(pid) - cpu0
+	logf("scale: a lone change is in haproxy.cfg after %s, hapctl CPU %s with the write", ms(res.persisted), ms(res.persistCPU))
 
 	// Bulk: the big node's check flips, and all its instances leave or come
 	// back at once.
@@ -347,6 +365,7 @@ func (r scaleResult) markdown() string {
 	fmt.Fprintf(&b, "| one change in the %d-instance service: sent → HAProxy shows it, p50 / p99 (%d trials) | %s / %s |\n", r.opts.big+1, len(r.change), ms(pctl(r.change, 0.5)), ms(pctl(r.change, 0.99)))
 	fmt.Fprintf(&b, "| … of which hapctl: Consul's answer → HAProxy acknowledged (mean) | %s |\n", ms(r.changeOwn))
 	fmt.Fprintf(&b, "| hapctl CPU per change | %s |\n", ms(r.changeCPU))
+	fmt.Fprintf(&b, "| a lone change, also written into haproxy.cfg and the server-state file: written after / hapctl CPU with the write | %s / %s |\n", ms(r.persisted), ms(r.persistCPU))
 	if len(r.bulkTotal) > 0 {
 		fmt.Fprintf(&b, "| %d server changes at once (node check flips): sent → HAProxy shows all, p50 / max (%d trials) | %s / %s |\n", r.opts.big, len(r.bulkTotal), ms(pctl(r.bulkTotal, 0.5)), ms(pctl(r.bulkTotal, 1)))
 		fmt.Fprintf(&b, "| … of which hapctl: Consul's answer → HAProxy acknowledged all (mean) | %s |\n", ms(r.bulkOwn))

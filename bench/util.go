@@ -59,6 +59,39 @@ func pollEvery(e *env, h *testbed.HAProxy, backend string, sent time.Time, pause
 	return 0
 }
 
+// waitFileHas polls path until it contains text and returns how long after
+// sent that was.
+func waitFileHas(e *env, path, text string, sent time.Time) time.Duration {
+	deadline := sent.Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), text) {
+			return time.Since(sent)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.Fatalf("%s: no %q 30s after the change", path, text)
+	return 0
+}
+
+// waitUnchanged polls path until it has not changed for quiet (at most a
+// minute).
+func waitUnchanged(e *env, path string, quiet time.Duration) {
+	var last time.Time
+	since := time.Now()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			e.Fatal(err)
+		}
+		if !fi.ModTime().Equal(last) {
+			last, since = fi.ModTime(), time.Now()
+		} else if time.Since(since) >= quiet {
+			return
+		}
+	}
+	e.Fatalf("%s still changes after a minute", path)
+}
+
 // pctl is the p-quantile of d (nearest rank below).
 func pctl(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {

@@ -369,6 +369,77 @@ func TestHAProxyRestartAndManualReload(t *testing.T) {
 	}
 }
 
+// TestReloadBySomeoneElseStartsRight: an operator edits haproxy.cfg and
+// reloads HAProxy (`systemctl reload haproxy`) long after hapctl bound its
+// instances. The new worker must start with every slot as HAProxy ran it,
+// not as it was at the last slot growth: hapctl keeps the slot lines and
+// the server-state file in step with every change it applies. hapctl is
+// stopped before the reload, so nothing but the files can put things right,
+// and new connections, which go to the new worker at once, must not fail.
+func TestReloadBySomeoneElseStartsRight(t *testing.T) {
+	b := newBed(t, bedOptions{minSlots: 4})
+	b.startHapctl()
+	var backends []*backend
+	for i := 1; i <= 3; i++ { // registered after the slots were added
+		be := startBackend(t, fmt.Sprintf("web-%d", i))
+		b.register(be.name, be, 1)
+		b.waitSlot(be.endpoint(), runtime.StateReady, 1)
+		backends = append(backends, be)
+	}
+	b.waitFilesCarry(backends)
+	// Runtime-only changes after that: no slot is added or removed for them.
+	if code := post(t, b, "", "/v1/backends/be_web/servers/web-2/drain", `{"reason":"test"}`, nil); code != 200 {
+		t.Fatalf("drain: %d", code)
+	}
+	b.register("web-3", backends[2], 7)
+	b.waitSlot(backends[2].endpoint(), runtime.StateReady, 7)
+	want := b.waitFilesCarry(backends)
+	b.stopHapctl()
+
+	l := startFreshLoad(t, b.frontend, 4, 5*time.Millisecond)
+	l.waitMore(t, 50)
+	if _, err := b.haproxy.Master.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.slots(); !slices.Equal(got, want) {
+		t.Fatalf("the new worker started with\n %v\nnot\n %v", got, want)
+	}
+	l.waitMore(t, 100)
+	l.noFailures(t)
+	if n := backends[1].requests.Load(); n != 0 {
+		t.Fatalf("the drained web-2 got %d new connections", n)
+	}
+}
+
+// waitFilesCarry waits until haproxy.cfg has a slot line for each backend
+// and the server-state file holds be_web's slots as HAProxy runs them, and
+// returns them.
+func (b *bed) waitFilesCarry(backends []*backend) []string {
+	b.t.Helper()
+	want := b.slots()
+	testbed.Eventually(b.t, 10*time.Second, "the slot lines and the state file carry the runtime state", func() error {
+		cfg := fileContent(b.t, b.haproxy.ConfigPath)
+		for _, be := range backends {
+			if !strings.Contains(cfg, " "+be.endpoint()+" ") {
+				return fmt.Errorf("no slot line for %s:\n%s", be.endpoint(), cfg)
+			}
+		}
+		state, err := os.ReadFile(b.haproxy.StateFile)
+		if err != nil {
+			return err
+		}
+		saved, err := runtime.ParseServersState(string(state))
+		if err != nil {
+			return err
+		}
+		if got := picture(saved); !slices.Equal(got, want) {
+			return fmt.Errorf("state file has %v, haproxy runs %v", got, want)
+		}
+		return nil
+	})
+	return want
+}
+
 // logEntry is one line of hapctl's JSON log.
 type logEntry struct {
 	Level   string `json:"level"`

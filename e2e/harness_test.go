@@ -48,6 +48,9 @@ type bedOptions struct {
 	// a dev agent, or a server keeping its state when consulServer is set.
 	consul       *testbed.Consul
 	consulServer bool
+	// userServers are the user's own server lines in be_web, e.g. the
+	// ones consul-template rendered.
+	userServers string
 }
 
 // newBed starts Consul and HAProxy with a user config holding a frontend and
@@ -73,7 +76,7 @@ backend be_web
     balance roundrobin
     retries 3
     option redispatch
-`, port))
+%s`, port, opts.userServers))
 	b.apiAddr = fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t))
 	b.cfgPath = filepath.Join(b.haproxy.Dir, "hapctl.yaml")
 	testbed.WriteFile(t, b.cfgPath, fmt.Sprintf(`consul:
@@ -283,11 +286,24 @@ type load struct {
 	done         sync.WaitGroup
 }
 
+// startLoad sends GETs through url from workers keep-alive connections,
+// one request per perWorker each, until the test ends or finish is called.
 func startLoad(t testing.TB, url string, workers int, perWorker time.Duration) *load {
+	t.Helper()
+	return startLoadOn(t, url, workers, perWorker, &http.Transport{MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute})
+}
+
+// startFreshLoad is startLoad with a new connection for every request: it
+// reaches a new HAProxy worker as soon as one listens.
+func startFreshLoad(t testing.TB, url string, workers int, perWorker time.Duration) *load {
+	t.Helper()
+	return startLoadOn(t, url, workers, perWorker, &http.Transport{DisableKeepAlives: true})
+}
+
+func startLoadOn(t testing.TB, url string, workers int, perWorker time.Duration, tr *http.Transport) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{stop: cancel}
-	tr := &http.Transport{MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	for i := 0; i < workers; i++ {
 		l.done.Add(1)

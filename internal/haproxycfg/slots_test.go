@@ -482,3 +482,19 @@ func BenchmarkRenderPass(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkVerify is client-native's reading of the whole file, which a
+// pass that only writes new values into the same slot lines skips.
+func BenchmarkVerify(b *testing.B) {
+	const n, slots = 500, 64
+	data := manyBackends(b, n, slots)
+	specs := make([]SlotSpec, n)
+	for i := range specs {
+		specs[i] = SlotSpec{Backend: fmt.Sprintf("be_%03d", i), Slots: slots}
+	}
+	for b.Loop() {
+		if err := Verify(data, specs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -170,3 +170,37 @@ func TestLoopShrinksByReloadAfterShrinkAfter(t *testing.T) {
 		t.Fatalf("shrink asked after %s, before shrink_after %s", waited, be.ShrinkAfter)
 	}
 }
+
+// Every applied change asks for the file and the state file to be written,
+// so that a reload by someone else starts from HAProxy's current state; a
+// sync that sends nothing asks for nothing.
+func TestLoopPersistsEveryAppliedChange(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	store := newStore()
+	r := &fakeResizer{}
+	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
+	l.Resizer = r
+
+	store.Publish([]string{"be_web"}, instances(1)) // binds srv1: no slot added
+	syncOnce(t, l)
+	if got := f.table("be_web"); !strings.HasPrefix(got, "srv1=10.0.1.1:80/ready/1 ") {
+		t.Fatalf("not bound: %s", got)
+	}
+	if _, persists := r.get("be_web"); persists != 1 {
+		t.Fatalf("binding an instance: %d persists, want 1", persists)
+	}
+	syncOnce(t, l)
+	if _, persists := r.get("be_web"); persists != 1 {
+		t.Fatalf("a sync with nothing to do: %d persists, want still 1", persists)
+	}
+	// A new weight is a change too.
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("web-001", "10.0.1.1", 80, 5)}, Passing: 1, At: time.Now()})
+	syncOnce(t, l)
+	if got := f.table("be_web"); !strings.HasPrefix(got, "srv1=10.0.1.1:80/ready/5 ") {
+		t.Fatalf("weight not applied: %s", got)
+	}
+	if _, persists := r.get("be_web"); persists != 2 {
+		t.Fatalf("a weight change: %d persists, want 2", persists)
+	}
+}

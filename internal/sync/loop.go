@@ -485,11 +485,13 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			l.fallBack(name, err)
 			out.again = append(out.again, name)
 		}
-		if l.Resizer != nil && slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpAdd || o.Kind == OpDel }) {
-			// Dynamic slots must be in the file before any reload. Other
-			// changes are not persisted as they happen: with hundreds of
-			// backends a pass costs seconds of CPU (issue 6); a reload or
-			// restart by someone else is put right by the resync.
+		if l.Resizer != nil && len(ops) > 0 {
+			// Dynamic slots must be in the file before any reload, and
+			// every other change should be there before a reload or
+			// restart by someone else (`systemctl reload haproxy` after
+			// an edit): the new worker then starts with every slot as it
+			// was, instead of as it was at the last growth until the
+			// resync. The reloader writes at most once per 2 s.
 			l.Resizer.Persist()
 		}
 	}

@@ -45,7 +45,13 @@ func Validate(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	for i, b := range cfg.Backends {
 		names[i] = b.Name
 	}
-	for _, warning := range haproxycfg.StateWarnings(parsed, cfg.HAProxy.StateFile, names) {
+	warnings := haproxycfg.StateWarnings(parsed, cfg.HAProxy.StateFile, names)
+	for _, b := range names {
+		if o := parsed.OtherServersWarning(b); o != "" {
+			warnings = append(warnings, o)
+		}
+	}
+	for _, warning := range warnings {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
 	if len(changes) == 0 {

@@ -147,6 +147,28 @@ func (p *Parsed) Servers(backend string) ([]types.Server, bool) {
 	return nil, false
 }
 
+// OtherServersWarning says which server lines of a managed backend are not
+// slots: hapctl leaves them alone, and they take traffic beside the slots
+// (consul-template's lines during a move to hapctl, or a static fallback on
+// purpose). "" when there are none.
+func (p *Parsed) OtherServersWarning(backend string) string {
+	servers, _ := p.Servers(backend)
+	var names []string
+	for _, s := range servers {
+		if _, ok := slot.Index(s.Name); !ok {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	if len(names) > 5 {
+		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+	}
+	return fmt.Sprintf("backend %s has server lines that are not hapctl's slots (%s): hapctl leaves them alone and they take traffic beside the slots; delete them once the slots serve, unless they are there on purpose",
+		backend, strings.Join(names, ", "))
+}
+
 // Verify checks, through client-native's parser, that every backend has
 // its slot servers srv1..srvN: the line edits produced what they meant to.
 func Verify(data []byte, specs []SlotSpec) error {

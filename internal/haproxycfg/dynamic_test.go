@@ -138,3 +138,18 @@ func TestParseGivesUpOnStuckParser(t *testing.T) {
 		t.Fatalf("servers %v", s)
 	}
 }
+
+func TestOtherServersWarning(t *testing.T) {
+	p, err := Parse([]byte("backend be_web\n    server web-1 10.0.0.1:80 check\n    server srv1 10.0.0.2:80\n    server web-2 10.0.0.3:80\n\nbackend be_api\n    server srv1 10.0.0.4:80\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := p.OtherServersWarning("be_web"); !strings.Contains(w, "backend be_web has server lines that are not hapctl's slots (web-1, web-2)") {
+		t.Fatalf("be_web: %q", w)
+	}
+	for _, b := range []string{"be_api", "be_nope"} {
+		if w := p.OtherServersWarning(b); w != "" {
+			t.Fatalf("%s: %q", b, w)
+		}
+	}
+}

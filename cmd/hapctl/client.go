@@ -144,9 +144,20 @@ func (c *apiClient) call(ctx context.Context, method, path string, body any, out
 		var e struct {
 			Error string `json:"error"`
 		}
-		msg := strings.TrimSpace(string(data))
+		var msg string
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
+		} else {
+			// Not hapctl's {"error": ...}: say what answered, and a little
+			// of what it said.
+			body := strings.TrimSpace(string(data))
+			if len(body) > 200 {
+				body = body[:200] + "…"
+			}
+			if body == "" {
+				body = "an empty answer"
+			}
+			msg = fmt.Sprintf("%s answered %s: %s (is that hapctl's admin API? set --addr or HAPCTL_ADDR)", c.shown, resp.Status, body)
 		}
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:

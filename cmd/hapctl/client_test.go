@@ -237,3 +237,24 @@ func TestEveryCommandHasExamples(t *testing.T) {
 		}
 	}
 }
+
+// Something that is not hapctl answers: the message says what answered and
+// what it said, never an empty "hapctl: ".
+func TestClientSaysWhenSomethingElseAnswers(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"", "answered 404 Not Found: an empty answer (is that hapctl's admin API?"},
+		{"Invalid URL path: not a recognized HTTP API endpoint", "answered 404 Not Found: Invalid URL path: not a recognized"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, c.body)
+		}))
+		for _, args := range [][]string{{"status"}, {"drain", "be_web", "srv1"}} {
+			_, err := run(append(args, "--addr", srv.URL)...)
+			if err == nil || !strings.Contains(err.Error(), srv.URL+" "+c.want) {
+				t.Errorf("%v with %q answered: %v", args, c.body, err)
+			}
+		}
+		srv.Close()
+	}
+}

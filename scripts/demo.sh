@@ -6,6 +6,7 @@
 #   scripts/demo.sh                  start the demo and follow hapctl's log
 #   scripts/demo.sh add NAME PORT    start one more sample instance (e.g. web-4 9004)
 #   scripts/demo.sh remove NAME      stop one sample instance (it deregisters)
+#   scripts/demo.sh stop             stop a demo running elsewhere (same as Ctrl-C in its terminal)
 #   scripts/demo.sh --smoke          start, check traffic and changes, stop (for CI)
 #
 # Ports (override with env): FRONTEND_PORT=8080 API_PORT=9680 CONSUL_PORT=18500
@@ -69,6 +70,9 @@ add_instance() {
 	[[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || die "instance name $name: letters, digits, _ . - only"
 	[[ $port =~ ^[0-9]+$ ]] || die "port $port is not a number"
 	[ -f "$RUN/consul.pid" ] || die "the demo is not running (start it with scripts/demo.sh)"
+	if [ -f "$RUN/sample-$name.pid" ] && kill -0 "$(cat "$RUN/sample-$name.pid")" 2>/dev/null; then
+		die "$name is already running: pick another name, or scripts/demo.sh remove $name first"
+	fi
 	port_busy "$port" && die "port $port is in use"
 	start "sample-$name" "$DEMO_DIR/sample-$name.log" "$BIN/sample-backend" --name "$name" \
 		--listen "127.0.0.1:$port" --consul "127.0.0.1:$CONSUL_PORT"
@@ -86,6 +90,14 @@ remove_instance() {
 case "${1:-}" in
 add) [ $# -eq 3 ] || die "usage: scripts/demo.sh add NAME PORT"; add_instance "$2" "$3"; exit 0 ;;
 remove) [ $# -eq 2 ] || die "usage: scripts/demo.sh remove NAME"; remove_instance "$2"; exit 0 ;;
+stop)
+	[ -f "$RUN/demo.pid" ] && kill -0 "$(cat "$RUN/demo.pid")" 2>/dev/null || die "no demo is running"
+	pid=$(cat "$RUN/demo.pid")
+	kill -TERM "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { say "demo stopped"; exit 0; }; sleep 0.1; done
+	die "the demo (pid $pid) did not stop within 10 s"
+	;;
+-h | --help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
 "" | --smoke) ;;
 *) die "unknown argument $1 (see the top of scripts/demo.sh)" ;;
 esac
@@ -94,15 +106,19 @@ SMOKE=${1:-}
 if [ -f "$RUN/consul.pid" ] && kill -0 "$(cat "$RUN/consul.pid")" 2>/dev/null; then
 	die "a demo is already running (pid files in $RUN); stop it with Ctrl-C first"
 fi
-for p in "$FRONTEND_PORT" "$API_PORT" "$CONSUL_PORT" "$CONSUL_DNS" "$CONSUL_SERVER" "$CONSUL_LAN" "$CONSUL_WAN" 9001 9002 9003; do
-	port_busy "$p" && die "port $p is in use: set FRONTEND_PORT/API_PORT/CONSUL_PORT or stop what uses it"
+for p in "$FRONTEND_PORT" "$API_PORT" "$CONSUL_PORT" "$CONSUL_DNS" "$CONSUL_SERVER" "$CONSUL_LAN" "$CONSUL_WAN"; do
+	port_busy "$p" && die "port $p is in use: set FRONTEND_PORT, API_PORT or CONSUL_PORT (Consul also takes the next 3 and +100), or stop what uses it"
+done
+for p in 9001 9002 9003; do
+	port_busy "$p" && die "port $p is in use: the sample backends web-1..web-3 listen on 9001-9003; stop what uses it"
 done
 
 CONSUL_BIN=$("$REPO/scripts/setup.sh" | tail -n1)
 command -v go >/dev/null || die "go is needed to build hapctl"
 mkdir -p "$RUN" "$BIN"
 rm -f "$RUN"/*.pid
-trap 'stop_all; say "stopped everything the demo started"' EXIT
+echo $$ >"$RUN/demo.pid"
+trap 'stop_all; rm -f "$RUN/demo.pid"; say "stopped everything the demo started"' EXIT
 trap 'exit 130' INT TERM
 
 say "building hapctl and the sample backend"
@@ -176,29 +192,34 @@ $plan"
 $status"
 	"$BIN/hapctl" undrain be_web web-3 >&2 || die "hapctl undrain failed"
 	[ "$(reloads)" = "$r0" ] || die "haproxy reloaded for a drain"
+	# Tab completion as bash runs it, with Debian's bash-completion.
+	comp=$(PATH="$BIN:$PATH" bash -c 'source /usr/share/bash-completion/bash_completion
+		source <(hapctl completion bash)
+		COMP_WORDS=(hapctl drain be_web ""); COMP_CWORD=3; COMP_LINE="hapctl drain be_web "; COMP_POINT=${#COMP_LINE}
+		__start_hapctl 2>/dev/null; echo "${COMPREPLY[*]}"') || die "bash completion failed"
+	grep -qw web-3 <<<"$comp" || die "bash completion of 'hapctl drain be_web <Tab>' offers: $comp"
 	say "smoke test passed: traffic reached every instance, changes and a drain applied without reload"
 	exit 0
 fi
 
 cat >&2 <<MSG
 
-  hapctl demo is running. Try, in another terminal:
+  hapctl demo is running. Try, in another terminal (from $REPO):
 
-    curl http://127.0.0.1:$FRONTEND_PORT/                     # answered by web-1, web-2, web-3 in turn
-    open http://127.0.0.1:$API_PORT/ in a browser             # the status page; drain buttons take no token here
-    export HAPCTL_ADDR=http://127.0.0.1:$API_PORT
-    source <($BIN/hapctl completion bash)                  # Tab completes commands, backends and servers
-    $BIN/hapctl status                                     # slots, instances, states, drains
-    $BIN/hapctl drain be_web web-2 --reason "try it"       # no new requests to web-2; kept in Consul KV
-    $BIN/hapctl undrain be_web web-2
-    $BIN/hapctl plan --config $DEMO_DIR/hapctl.yaml
+    export PATH=$BIN:\$PATH HAPCTL_ADDR=http://127.0.0.1:$API_PORT
+    curl http://127.0.0.1:$FRONTEND_PORT/                # answered by web-1, web-2, web-3 in turn
+    hapctl status                              # slots, instances, states, drains
+    hapctl drain be_web web-2 --reason "try it"  # no new requests to web-2; kept in Consul KV
+    hapctl undrain be_web web-2
+    hapctl plan --config $DEMO_DIR/hapctl.yaml
+    scripts/demo.sh add web-4 9004             # a new instance: placed in a free slot, no reload
+    scripts/demo.sh remove web-1               # its slot goes to maint, no reload
+    echo "show proc" | socat - UNIX-CONNECT:$RUN/master.sock   # reloads: 0, and it stays 0
     curl http://127.0.0.1:$API_PORT/readyz; curl -s http://127.0.0.1:$API_PORT/metrics | grep ^hapctl_
-    echo "show servers state be_web" | socat - UNIX-CONNECT:$RUN/admin.sock
-    scripts/demo.sh add web-4 9004                         # a new instance: placed in a free slot, no reload
-    scripts/demo.sh remove web-1                           # its slot goes to maint, no reload
-    echo "show proc" | socat - UNIX-CONNECT:$RUN/master.sock   # reloads: 1 (the bootstrap), and stays 1
+    source <(hapctl completion bash)           # Tab completes commands, backends and servers
 
-  Logs: $DEMO_DIR/*.log. Following hapctl's log; Ctrl-C stops everything.
+  Status page: open http://127.0.0.1:$API_PORT/ in a browser (no token needed on loopback).
+  Logs: $DEMO_DIR/*.log. Following hapctl's log; Ctrl-C (or scripts/demo.sh stop) stops everything.
 
 MSG
 # --pid: tail ends with this script, however it ends.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh — install what hapctl's demo and tests need on a Debian machine.
 #
-#   HAProxy, socat, curl     from apt (skipped when already installed)
+#   HAProxy, socat, curl, bash-completion   from apt (skipped when installed)
 #   Consul $CONSUL_VERSION   built from the Go module proxy, cached outside the repo
 #   docker-compose, systemd-analyze, chromium   only with --test, from apt: the test
 #                            suite checks docker-compose.yml and deploy/hapctl.service
@@ -40,6 +40,8 @@ install_apt_packages() {
 	need_cmd haproxy || missing+=(haproxy)
 	need_cmd socat || missing+=(socat)
 	need_cmd curl || missing+=(curl)
+	# bash-completion: `source <(hapctl completion bash)` needs its helpers.
+	[ -f /usr/share/bash-completion/bash_completion ] || missing+=(bash-completion)
 	if $test_tools; then
 		need_cmd docker-compose || missing+=(docker-compose)
 		need_cmd systemd-analyze || missing+=(systemd)

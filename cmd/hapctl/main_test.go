@@ -67,3 +67,31 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }
+
+// Console logs have colours on a terminal only: a log file gets plain text.
+func TestConsoleLogsWithoutColoursInAFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &globalFlags{logLevel: "info", logFormat: "console"}
+	log, err := g.logger(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Str("backend", "be_web").Msg("hello")
+	_ = f.Close()
+	got, _ := os.ReadFile(f.Name())
+	if strings.Contains(string(got), "\x1b[") || !strings.Contains(string(got), "hello backend=be_web") {
+		t.Fatalf("console log in a file: %q", got)
+	}
+}
+
+// A wrong number of arguments says how the command is used.
+func TestUsageErrorShowsUsage(t *testing.T) {
+	t.Parallel()
+	_, err := run("drain", "be_web")
+	if err == nil || !strings.Contains(err.Error(), "usage: hapctl drain BACKEND SERVER") {
+		t.Fatalf("drain with one argument: %v", err)
+	}
+}

@@ -57,7 +57,7 @@ hapctl (--addr or HAPCTL_ADDR) for status, drain, maint and undrain:
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return usageError{err}
+			return usageError{fmt.Errorf("%w; usage: %s", err, cmd.UseLine())}
 		}
 		return nil
 	}
@@ -71,11 +71,22 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	switch g.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Nop(), usageError{fmt.Errorf("--log-format %q: want json or console", g.logFormat)}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// isTerminal reports whether w is a terminal: colours for a person, none
+// in a log file.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // requireConfig marks --config as required with a usage error.

@@ -28,8 +28,8 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show backends, slots, bound instances, states and drains",
 		Long: `status asks the admin API of a running hapctl for its backends: every slot
 with its address, weight, HAProxy admin and health state, the Consul instance
-bound to it and any operator drain or maint. Free slots are counted, not
-listed. -o json prints the API's JSON as it is.`,
+bound to it and any operator drain or maint; free slots as ranges on one line
+(free: srv4-srv8). -o json prints the API's JSON as it is.`,
 		Example: `  hapctl status
   hapctl status be_web
   hapctl status be_web -o json

@@ -87,9 +87,12 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 
 	slotName := rows[0][0]
+	// A long reason, as operators write them: the row must still show its
+	// buttons inside the window.
+	reason := "from the page: " + strings.Repeat("rolling deploy of the payment service, ticket OPS-1234; ", 4)
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(`#token`, token),
-		chromedp.SendKeys(`#reason`, "from the page"),
+		chromedp.SendKeys(`#reason`, reason),
 		chromedp.Click(fmt.Sprintf(`button[data-action="drain"][data-server=%q]`, slotName)),
 	)
 	if err == nil {
@@ -108,6 +111,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 		chromedp.WithPollingTimeout(20*time.Second)))
 	if err != nil {
 		t.Fatalf("the page did not show the drain of %s: %v", slotName, err)
+	}
+	inView, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(
+		`(() => { const b = document.querySelector('button[data-action="undrain"][data-server=%q]'); return !!b && b.getBoundingClientRect().right <= window.innerWidth; })()`, slotName)))
+	if err != nil || !inView {
+		t.Fatalf("the undrain button of %s is not inside the window with a long reason (%v)", slotName, err)
 	}
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 	if err != nil || len(shot) == 0 {

@@ -31,7 +31,13 @@ step "go test -race (unit, fuzz seed corpora, end-to-end)"
 go test -race -count=1 -timeout 30m ./...
 
 step "deployment files (no Docker engine here: the compose file is checked, not run)"
-docker-compose -f docker-compose.yml config -q
+HAPCTL_TOKEN=ci-check docker-compose -f docker-compose.yml config -q
+# Without a token the file refuses to start: the API listens on 0.0.0.0.
+if out=$(env -u HAPCTL_TOKEN docker-compose -f docker-compose.yml config -q 2>&1); then
+	echo "docker-compose.yml starts without HAPCTL_TOKEN" >&2
+	exit 1
+fi
+grep -q "set HAPCTL_TOKEN" <<<"$out" || { echo "docker-compose.yml without HAPCTL_TOKEN: $out" >&2; exit 1; }
 unitdir=$(mktemp -d)
 go build -o "$unitdir/hapctl" ./cmd/hapctl
 # verify wants ExecStart's binary to exist: point it at the one just built.

@@ -1,5 +1,5 @@
 // Command hapctl keeps HAProxy backends in sync with Consul through
-// HAProxy's runtime API. See README.md and SPEC.md.
+// HAProxy's runtime API. See README.md.
 package main
 
 import (

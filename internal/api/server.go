@@ -1,4 +1,4 @@
-// Package api is hapctl's admin HTTP API (SPEC.md, "Admin API"). Handlers
+// Package api is hapctl's admin HTTP API (README.md, "Admin API"). Handlers
 // return errors; one place renders them as JSON.
 package api
 

@@ -1,5 +1,5 @@
-// Package config loads and validates hapctl's YAML configuration (SPEC.md,
-// "Configuration file"). Load applies defaults and the environment
+// Package config loads and validates hapctl's YAML configuration (README.md,
+// "Configuration"). Load applies defaults and the environment
 // (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, HAPCTL_TOKEN); Validate reports every
 // problem at once, each naming its key.
 package config
@@ -23,7 +23,7 @@ const (
 	GrowthReload  = "reload"
 )
 
-// Defaults, as SPEC.md gives them.
+// Defaults, as README.md documents them.
 const (
 	DefaultConsulAddress     = "127.0.0.1:8500"
 	DefaultKVPrefix          = "hapctl"
@@ -203,7 +203,7 @@ func resolve(f *file, getenv func(string) string) *Config {
 
 // pick returns the file's value if set and non-empty, else the
 // environment's if non-empty, else the default. An empty value in the file
-// means "the default", as SPEC.md's example (`token: ""`) has it.
+// means "the default", as the example config (`token: ""`) has it.
 func pick(v *string, env, def string) string {
 	switch {
 	case v != nil && *v != "":

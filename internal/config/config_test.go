@@ -69,8 +69,8 @@ func TestEnvironment(t *testing.T) {
 	if got.Consul.Address != "127.0.0.1:1234" || got.Consul.Token != "filetok" || got.API.Token != "fileapi" {
 		t.Fatalf("file did not win: %+v %+v", got.Consul, got.API)
 	}
-	// An empty value means the default, which is the environment: SPEC.md's
-	// example config says `token: ""`.
+	// An empty value means the default, which is the environment: the documented
+	// example config (haproxy/hapctl.yaml) says `token: ""`.
 	got, err = Parse([]byte("consul:\n  address: \"\"\n  token: \"\"\napi:\n  listen: 0.0.0.0:9680\n  token: \"\"\n"+minimal), e)
 	if err != nil {
 		t.Fatal(err)

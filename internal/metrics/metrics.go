@@ -1,4 +1,4 @@
-// Package metrics holds hapctl's Prometheus metrics (SPEC.md, "Metrics").
+// Package metrics holds hapctl's Prometheus metrics (README.md, "Admin API").
 package metrics
 
 import (

@@ -48,6 +48,7 @@ type bedOptions struct {
 	// a dev agent, or a server keeping its state when consulServer is set.
 	consul       *testbed.Consul
 	consulServer bool
+	consulToken string // consul.token; "" for none
 	// userServers are the user's own server lines in be_web, e.g. the
 	// ones consul-template rendered.
 	userServers string
@@ -81,7 +82,7 @@ backend be_web
 	b.cfgPath = filepath.Join(b.haproxy.Dir, "hapctl.yaml")
 	testbed.WriteFile(t, b.cfgPath, fmt.Sprintf(`consul:
   address: %s
-haproxy:
+%shaproxy:
   config_file: %s
   runtime_socket: %s
   master_socket: %s
@@ -94,7 +95,7 @@ haproxy:
     service: web
     min_slots: %d
     server_options: %q
-%s`, b.consul.Addr, b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
+%s`, b.consul.Addr, optional("  ", "token", opts.consulToken), b.haproxy.ConfigPath, b.haproxy.AdminSock, b.haproxy.MasterSock, b.haproxy.StateFile,
 		testbed.HAProxyBin(t), optional("  ", "reload_min_interval", opts.reloadMin), b.apiAddr, optional("  ", "token", opts.token),
 		opts.minSlots, opts.serverOptions,
 		optional("    ", "growth", opts.growth)+optional("    ", "shrink_after", opts.shrinkAfter)+optional("    ", "removal_grace", opts.removalGrace)+

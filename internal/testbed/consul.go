@@ -43,7 +43,20 @@ func StartConsulServer(t TB) *Consul {
 		"-hcl", "performance { raft_multiplier = 1 }")
 }
 
+// StartConsulACL starts a dev agent with ACLs on and deny by default; its
+// Client, and the agent itself, use the management token.
+func StartConsulACL(t TB, managementToken string) *Consul {
+	t.Helper()
+	return startConsulToken(t, managementToken, "-dev", "-hcl", fmt.Sprintf(
+		`acl { enabled = true default_policy = "deny" tokens { initial_management = %q agent = %q } }`, managementToken, managementToken))
+}
+
 func startConsul(t TB, mode ...string) *Consul {
+	t.Helper()
+	return startConsulToken(t, "", mode...)
+}
+
+func startConsulToken(t TB, token string, mode ...string) *Consul {
 	t.Helper()
 	http := FreePort(t)
 	dns := FreePort(t)
@@ -60,7 +73,7 @@ func startConsul(t TB, mode ...string) *Consul {
 	)
 	cfg := api.DefaultConfig()
 	cfg.Address = c.Addr
-	cfg.Token = ""
+	cfg.Token = token
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,8 @@ key_prefix "hapctl/drains/" { policy = "write" }`
 // TestConsulACLPolicy runs hapctl against an agent with ACLs on and deny by
 // default: with a token of the README's policy it syncs and drains; without
 // write access a drain is refused with a 503 and nothing changes; without
-// the key rule it says on /readyz that it cannot read the drains, and
-// changes nothing.
+// the key rule, or the node rule, it says on /readyz what it cannot read,
+// and changes nothing.
 func TestConsulACLPolicy(t *testing.T) {
 	c := testbed.StartConsulACL(t, "root-token")
 	token := func(name, rules string) string {
@@ -80,6 +80,16 @@ func TestConsulACLPolicy(t *testing.T) {
 	b.readyzSays("the consul token may not read some of its keys", 20*time.Second)
 	if got := b.slots(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("haproxy changed without the drains: %v, was %v", got, want)
+	}
+	b.stopHapctl()
+
+	// No node rule: Consul leaves every instance out of the health answer;
+	// hapctl must not take that for "no instances".
+	b.setConsulToken(token("hapctl-no-node", strings.Replace(readmePolicy, `node_prefix    "" { policy = "read" }`, "", 1)))
+	b.hapctl = testbed.StartProcess(t, "hapctl", hapctlBin, "daemon", "--config", b.cfgPath)
+	b.readyzSays("consul left out instances of web that the consul token may not read", 20*time.Second)
+	if got := b.slots(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("haproxy changed without the instances: %v, was %v", got, want)
 	}
 }
 

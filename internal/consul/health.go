@@ -179,6 +179,11 @@ func (h *HealthClient) ServiceMultipleTags(service string, tags []string, passin
 		}
 	}
 	meta.KnownLeader = resp.Header.Get("X-Consul-KnownLeader") == "true"
+	if resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true" {
+		// Consul answers 200 without the instances the token may not
+		// read: serving the rest would drop them without a word.
+		return nil, nil, fmt.Errorf("consul left out instances of %s that the consul token may not read: give it service_prefix and node_prefix read", service)
+	}
 	entries, err := DecodeHealth(body)
 	if err != nil {
 		return nil, nil, err

@@ -111,11 +111,15 @@ func TestDecodeHealthRefusesWhatConsulAPIRefuses(t *testing.T) {
 func TestHealthClientRequest(t *testing.T) {
 	var got *http.Request
 	status := http.StatusOK
+	filtered := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r
 		if status != http.StatusOK {
 			http.Error(w, "Your IP is issuing too many concurrent connections, please rate limit your calls", status)
 			return
+		}
+		if filtered {
+			w.Header().Set("X-Consul-Results-Filtered-By-ACLs", "true")
 		}
 		w.Header().Set("X-Consul-Index", "42")
 		w.Header().Set("X-Consul-KnownLeader", "true")
@@ -159,6 +163,13 @@ func TestHealthClientRequest(t *testing.T) {
 	if err != nil || got.Header.Get("X-Consul-Token") != "query-token" || !got.URL.Query().Has("consistent") || got.URL.Query().Has("index") {
 		t.Fatalf("second request %s (token %q): %v", got.URL, got.Header.Get("X-Consul-Token"), err)
 	}
+
+	// Instances left out by ACLs: an error, not a smaller set.
+	filtered = true
+	if _, _, err = h.ServiceMultipleTags("web", nil, true, nil); err == nil || !strings.Contains(err.Error(), "may not read") {
+		t.Fatalf("an answer filtered by ACLs: %v", err)
+	}
+	filtered = false
 
 	status = http.StatusTooManyRequests
 	_, _, err = h.ServiceMultipleTags("web", nil, true, nil)

@@ -90,6 +90,7 @@ type Loop struct {
 	NoDynamic map[string]string
 
 	kick       chan struct{}
+	unsaved    bool                            // runtime changes applied and not yet handed to Resizer.Persist
 	low        map[string]time.Time            // per backend: since when it uses <= 1/4 of its slots
 	shrinking  map[string]int                  // per backend: the slot count a shrink under way heads for
 	leaving    map[string]map[string]time.Time // per backend and slot: since when it drains for removal_grace
@@ -485,15 +486,14 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			l.fallBack(name, err)
 			out.again = append(out.again, name)
 		}
-		if l.Resizer != nil && len(ops) > 0 {
-			// Dynamic slots must be in the file before any reload, and
-			// every other change should be there before a reload or
-			// restart by someone else (`systemctl reload haproxy` after
-			// an edit): the new worker then starts with every slot as it
-			// was, instead of as it was at the last growth until the
-			// resync. The reloader writes at most once per 2 s.
-			l.Resizer.Persist()
-		}
+		// Dynamic slots must be in the file before any reload, and every
+		// other change should be there before a reload or restart by
+		// someone else (`systemctl reload haproxy` after an edit): the
+		// new worker then starts with every slot as it was, instead of as
+		// it was at the last growth until the resync. The reloader waits
+		// for the changes to settle; a start is one burst, written once
+		// every backend has synced.
+		l.unsaved = l.unsaved || len(ops) > 0
 	}
 	l.mu.Lock()
 	if l.status.Backends == nil {
@@ -504,7 +504,12 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		l.status.Backends[name] = st
 	}
 	l.status.HAProxyPid = actual.Pid
+	started := len(l.status.Backends) >= len(l.Backends)
 	l.mu.Unlock()
+	if l.Resizer != nil && l.unsaved && started {
+		l.Resizer.Persist()
+		l.unsaved = false
+	}
 	l.setResult(start, names, out.errs)
 	return out
 }

@@ -48,7 +48,7 @@ type bedOptions struct {
 	// a dev agent, or a server keeping its state when consulServer is set.
 	consul       *testbed.Consul
 	consulServer bool
-	consulToken string // consul.token; "" for none
+	consulToken  string // consul.token; "" for none
 	// userServers are the user's own server lines in be_web, e.g. the
 	// ones consul-template rendered.
 	userServers string

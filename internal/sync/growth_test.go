@@ -70,13 +70,20 @@ func syncOnce(t *testing.T, l *Loop) {
 	}
 }
 
+// resizingLoop is a loop over f for one be_web backend, with a fake
+// Resizer.
+func resizingLoop(f *fakeHAProxy, be config.Backend) (*consul.Store, *fakeResizer, *Loop) {
+	store := newStore()
+	r := &fakeResizer{}
+	l := newLoop(f, store, be)
+	l.Resizer = r
+	return store, r, l
+}
+
 func TestLoopGrowsAndShrinksDynamically(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
-	store := newStore()
-	r := &fakeResizer{}
-	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
-	l.Resizer = r
+	store, r, l := resizingLoop(f, growthBackend(config.GrowthDynamic))
 
 	// 5 instances in 2 slots: one sync adds srv3..srv8 (the next power of
 	// two) and binds the new ones at once.
@@ -131,10 +138,7 @@ func TestLoopFallsBackToReload(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
 	f.static = map[string]bool{"be_web": true}
-	store := newStore()
-	r := &fakeResizer{}
-	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
-	l.Resizer = r
+	store, r, l := resizingLoop(f, growthBackend(config.GrowthDynamic))
 	store.Publish([]string{"be_web"}, instances(3))
 	runLoop(t, l)
 	waitFor(t, func() bool { n, _ := r.get("be_web"); return n == 4 })
@@ -177,10 +181,7 @@ func TestLoopShrinksByReloadAfterShrinkAfter(t *testing.T) {
 func TestLoopPersistsEveryAppliedChange(t *testing.T) {
 	t.Parallel()
 	f := newFake("be_web", 2)
-	store := newStore()
-	r := &fakeResizer{}
-	l := newLoop(f, store, growthBackend(config.GrowthDynamic))
-	l.Resizer = r
+	store, r, l := resizingLoop(f, growthBackend(config.GrowthDynamic))
 
 	store.Publish([]string{"be_web"}, instances(1)) // binds srv1: no slot added
 	syncOnce(t, l)

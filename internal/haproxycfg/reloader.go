@@ -224,6 +224,13 @@ func persistDelays(last time.Duration) (settle, every time.Duration) {
 	return min(max(persistWaitMin, 5*last), persistSettle), min(max(persistWaitMin, 10*last), persistEvery)
 }
 
+// errEditedMeanwhile is a pass that found haproxy.cfg changed by someone
+// else between reading and replacing it; it is tried again after editRetry
+// and is not a failure.
+var errEditedMeanwhile = errors.New("haproxy config changed while hapctl rendered it")
+
+const editRetry = 200 * time.Millisecond
+
 // Run acts on requests until ctx ends.
 func (r *Reloader) Run(ctx context.Context) {
 	r.mu.Lock()
@@ -267,6 +274,11 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	out, err := r.attempt(ctx, func() map[string]int {
+		if persistOnly {
+			// A slot count asked for during this pass waits for its own
+			// pass, with its settle time and reload_min_interval.
+			return nil
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return maps.Clone(r.want)
@@ -275,9 +287,20 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 	r.mu.Lock()
 	if persistOnly {
 		r.lastPass = time.Since(start)
+		r.lastSave = time.Now() // the next pass keeps apart from this one's end
 	}
 	if out.Reloaded {
 		r.lastReload = time.Now()
+	}
+	if errors.Is(err, errEditedMeanwhile) {
+		// Someone saved haproxy.cfg while this pass rendered it: not a
+		// failure, render again from their file shortly.
+		r.persist = true
+		r.retryAt = time.Now().Add(editRetry)
+		r.first = time.Now()
+		r.mu.Unlock()
+		r.Log.Info().Str("file", r.ConfigFile).Msg("haproxy config changed while hapctl rendered it: rendering again from the new file")
+		return
 	}
 	if err != nil {
 		r.failures++
@@ -409,8 +432,10 @@ func (r *Reloader) attempt(ctx context.Context, wanted func() map[string]int) (O
 		}
 		checked = rd
 	}
-	if now, err := os.ReadFile(r.ConfigFile); err != nil || !bytes.Equal(now, cur) {
-		return out, r.fail(StageRender, fmt.Errorf("%s changed while hapctl rendered it; trying again", r.ConfigFile))
+	if now, err := os.ReadFile(r.ConfigFile); err != nil {
+		return out, r.fail(StageRender, fmt.Errorf("reading haproxy config: %w", err))
+	} else if !bytes.Equal(now, cur) {
+		return out, errEditedMeanwhile
 	}
 	changed := !bytes.Equal(rd.data, cur)
 	if changed {

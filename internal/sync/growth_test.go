@@ -205,3 +205,37 @@ func TestLoopPersistsEveryAppliedChange(t *testing.T) {
 		t.Fatalf("a weight change: %d persists, want 2", persists)
 	}
 }
+
+// A start is written once every backend has synced; a backend without an
+// answer from Consul holds that back for startWrite at most, and slots
+// added or removed are written at once.
+func TestLoopPersistsAfterTheStart(t *testing.T) {
+	t.Parallel()
+	f := newFake("be_web", 2)
+	api := growthBackend(config.GrowthDynamic)
+	api.Name, api.Service = "be_api", "api"
+	store, r, l := resizingLoop(f, growthBackend(config.GrowthDynamic))
+	l.Backends = append(l.Backends, api) // never answered by Consul
+
+	store.Publish([]string{"be_web"}, instances(1))
+	syncOnce(t, l)
+	if _, persists := r.get("be_web"); persists != 0 {
+		t.Fatalf("written before be_api's first sync: %d", persists)
+	}
+	l.firstSync = time.Now().Add(-startWrite - time.Second)
+	store.Publish([]string{"be_web"}, consul.Snapshot{Instances: []consul.Instance{inst("web-001", "10.0.1.1", 80, 3)}, Passing: 1, At: time.Now()})
+	syncOnce(t, l)
+	if _, persists := r.get("be_web"); persists != 1 {
+		t.Fatalf("not written startWrite after the first sync: %d", persists)
+	}
+
+	// Slots added at runtime are written at once, start or not.
+	f2 := newFake("be_web", 2)
+	store2, r2, l2 := resizingLoop(f2, growthBackend(config.GrowthDynamic))
+	l2.Backends = append(l2.Backends, api)
+	store2.Publish([]string{"be_web"}, instances(5))
+	syncOnce(t, l2)
+	if _, persists := r2.get("be_web"); persists != 1 {
+		t.Fatalf("added slots not written at once: %d", persists)
+	}
+}

@@ -27,6 +27,9 @@ const (
 	// DefaultResync is how often every backend is reconciled without a
 	// change, which undoes changes made to hapctl's slots behind its back.
 	DefaultResync = 30 * time.Second
+	// startWrite bounds how long the first write of the runtime state into
+	// the files waits for every backend's first sync.
+	startWrite = 10 * time.Second
 
 	// probeTimeout bounds the worker pid probe, which runs between syncs: a
 	// socket that hangs holds the loop this long, not the batch timeout.
@@ -90,6 +93,7 @@ type Loop struct {
 	NoDynamic map[string]string
 
 	kick       chan struct{}
+	firstSync  time.Time                       // when the loop first synced
 	unsaved    bool                            // runtime changes applied and not yet handed to Resizer.Persist
 	low        map[string]time.Time            // per backend: since when it uses <= 1/4 of its slots
 	shrinking  map[string]int                  // per backend: the slot count a shrink under way heads for
@@ -452,6 +456,7 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 			}
 		}
 	}
+	relaid := false // slots were added or removed at runtime
 	if len(ops) > 0 {
 		applied, err := Apply(ctx, l.Runtime, ops)
 		done := time.Now()
@@ -492,8 +497,11 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 		// new worker then starts with every slot as it was, instead of as
 		// it was at the last growth until the resync. The reloader waits
 		// for the changes to settle; a start is one burst, written once
-		// every backend has synced.
+		// every backend has synced (or startWrite after the first sync,
+		// when a backend has no answer from Consul), unless slots were
+		// added or removed.
 		l.unsaved = l.unsaved || len(ops) > 0
+		relaid = slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpAdd || o.Kind == OpDel })
 	}
 	l.mu.Lock()
 	if l.status.Backends == nil {
@@ -506,7 +514,11 @@ func (l *Loop) sync(ctx context.Context, names []string) syncOutcome {
 	l.status.HAProxyPid = actual.Pid
 	started := len(l.status.Backends) >= len(l.Backends)
 	l.mu.Unlock()
-	if l.Resizer != nil && l.unsaved && started {
+	if l.firstSync.IsZero() {
+		l.firstSync = start
+	}
+	started = started || time.Since(l.firstSync) > startWrite
+	if l.Resizer != nil && l.unsaved && (started || relaid) {
 		l.Resizer.Persist()
 		l.unsaved = false
 	}

@@ -234,8 +234,8 @@ func (d DrainKV) list(q *api.QueryOptions) (map[string]Overrides, []DrainError, 
 		// Consul answers 200 and leaves out the keys the token may not
 		// read: drains set through other nodes would be missed without a
 		// word.
-		return nil, nil, 0, fmt.Errorf("reading %s from consul kv: the consul token may not read some of its keys, so their drains would not apply here: give it key_prefix %q read (write, to drain through this node)",
-			DrainsPrefix(d.Prefix), DrainsPrefix(d.Prefix))
+		return nil, nil, 0, &ACLFilteredError{What: "keys under " + DrainsPrefix(d.Prefix),
+			Fix: fmt.Sprintf("give it key_prefix %q read (write, to drain through this node); until then, drains set through other nodes do not apply here", DrainsPrefix(d.Prefix))}
 	}
 	drains, errs := ParseDrains(d.Prefix, pairs)
 	return drains, errs, meta.LastIndex, nil

@@ -182,7 +182,7 @@ func (h *HealthClient) ServiceMultipleTags(service string, tags []string, passin
 	if resp.Header.Get("X-Consul-Results-Filtered-By-ACLs") == "true" {
 		// Consul answers 200 without the instances the token may not
 		// read: serving the rest would drop them without a word.
-		return nil, nil, fmt.Errorf("consul left out instances of %s that the consul token may not read: give it service_prefix and node_prefix read", service)
+		return nil, nil, &ACLFilteredError{What: "instances of " + service, Fix: "give it service_prefix and node_prefix read"}
 	}
 	entries, err := DecodeHealth(body)
 	if err != nil {

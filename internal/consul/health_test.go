@@ -214,3 +214,22 @@ func BenchmarkDecodeHealth(b *testing.B) {
 		}
 	})
 }
+
+// Answers refused or filtered by ACLs wait aclRetry before the next try;
+// other failures back off as usual.
+func TestDeniedByACL(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&ACLFilteredError{What: "instances of web", Fix: "x"}, true},
+		{fmt.Errorf("reading: %w", &ACLFilteredError{What: "keys", Fix: "x"}), true},
+		{api.StatusError{Code: http.StatusForbidden, Body: "Permission denied"}, true},
+		{api.StatusError{Code: http.StatusTooManyRequests}, false},
+		{errors.New("connection refused"), false},
+	} {
+		if got := deniedByACL(c.err); got != c.want {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
+	}
+}

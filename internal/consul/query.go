@@ -120,6 +120,31 @@ func (b blocking) restartOnRecovery(callCtx context.Context, cancel context.Canc
 	return restarted.Load
 }
 
+// ACLFilteredError is an answer Consul gave without what the token may not
+// read (X-Consul-Results-Filtered-By-ACLs): taking it for the whole answer
+// would drop instances or drains without a word. Consul only says so to a
+// request that carries a token.
+type ACLFilteredError struct {
+	What string // what was left out
+	Fix  string // the rule the token needs
+}
+
+func (e *ACLFilteredError) Error() string {
+	return "consul left out " + e.What + " that the consul token may not read: " + e.Fix
+}
+
+// aclRetry is how long a watch waits after an answer that ACLs denied or
+// filtered: fixing a policy takes a person, and asking every second would
+// load the servers for nothing.
+const aclRetry = 30 * time.Second
+
+// deniedByACL reports whether err is Consul refusing or filtering by ACL.
+func deniedByACL(err error) bool {
+	var fe *ACLFilteredError
+	var se api.StatusError
+	return errors.As(err, &fe) || (errors.As(err, &se) && se.Code == http.StatusForbidden)
+}
+
 // backoff is exponential with jitter: half fixed, half random, so watchers
 // that failed together do not retry together.
 func backoff(failures int) time.Duration {
@@ -194,6 +219,9 @@ func (b blocking) run(ctx context.Context, call func(*api.QueryOptions) (uint64,
 				b.log.Warn().Err(err).Int("failures", q.failures).Msg(b.failMsg)
 			}
 			failed(err)
+			if deniedByACL(err) && !b.sleep(ctx, aclRetry) {
+				return
+			}
 			continue
 		}
 		b.probe.answered()

@@ -198,6 +198,12 @@ func (r *Reloader) due() (time.Time, bool) {
 	if len(r.want) == 0 {
 		// Writing the slot lines and the state file only.
 		settle, every := persistDelays(cmp.Or(r.lastPass, r.firstCost))
+		if r.lastPass == 0 && settle > persistWaitMin {
+			// The first write follows a start, whose own work (and
+			// whoever checks on it) should be done first: twice the wait,
+			// still 100 ms for a small config, 1.5 s at 25k slots.
+			settle = min(2*settle, persistEvery)
+		}
 		t = r.changed.Add(settle)
 		if limit := r.first.Add(persistMax); t.After(limit) {
 			t = limit

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 )
 
@@ -67,6 +68,8 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // Routes declares every route in one place.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
+	// HEAD is answered by the GET route (probes and curl -I), without a body.
+	r.Use(middleware.GetHead)
 	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", statusPagePolicy)
@@ -93,10 +96,29 @@ func (s *Server) Routes() http.Handler {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Status: http.StatusNotFound, Err: errors.New("no such route")})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &Error{Status: http.StatusMethodNotAllowed, Err: errors.New("method not allowed")})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allowed := allowedMethods(r, req.URL.Path)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(w, req, &Error{Status: http.StatusMethodNotAllowed,
+			Err: fmt.Errorf("method %s not allowed on %s; use %s", req.Method, req.URL.Path, strings.Join(allowed, " or "))})
 	})
 	return r
+}
+
+// allowedMethods lists the methods routes has for path, for a 405's Allow
+// header (chi sets it only in its own 405 handler).
+func allowedMethods(routes chi.Routes, path string) []string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		probe := m
+		if m == http.MethodHead {
+			probe = http.MethodGet // served by GetHead
+		}
+		if routes.Match(chi.NewRouteContext(), probe, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
 }
 
 // handle renders a handler's error as {"error": "..."} with its status.

@@ -42,7 +42,7 @@ func TestRoutes(t *testing.T) {
 		{"not ready", fakeReady{reason: "haproxy does not answer: dial unix"}, "GET", "/readyz", 503,
 			map[string]any{"ready": false, "reason": "haproxy does not answer: dial unix"}},
 		{"unknown route", fakeReady{}, "GET", "/v1/nope", 404, map[string]any{"error": "no such route"}},
-		{"wrong method", fakeReady{}, "POST", "/healthz", 405, map[string]any{"error": "method not allowed"}},
+		{"wrong method", fakeReady{}, "POST", "/healthz", 405, map[string]any{"error": "method POST not allowed on /healthz; use GET or HEAD"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +70,44 @@ func TestRoutes(t *testing.T) {
 	}
 	if status, body, _ := serve(t, fakeReady{}, "GET", "/metrics"); status != 200 || !strings.Contains(body, "hapctl_up 1") {
 		t.Fatalf("metrics: %d %q", status, body)
+	}
+}
+
+// HEAD is answered like GET without a body, and a 405 says what is allowed.
+func TestHeadAndAllow(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestServer("s3cret")
+	srv := httptest.NewServer(s.Routes())
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/", "/healthz", "/v1/backends"} {
+		resp, err := http.Head(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") == "" {
+			t.Errorf("HEAD %s: %d, content type %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	tests := []struct{ method, path, allow string }{
+		{"DELETE", "/", "GET, HEAD"},
+		{"POST", "/v1/backends", "GET, HEAD"},
+		{"GET", "/v1/backends/be_web/servers/srv1/drain", "POST"},
+		{"HEAD", "/v1/backends/be_web/servers/srv1/undrain", "POST"},
+	}
+	for _, tt := range tests {
+		req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d, Allow %q, want 405 with %q", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), tt.allow)
+		}
 	}
 }
 

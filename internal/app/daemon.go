@@ -44,9 +44,6 @@ type growthModes struct {
 	// defaultServer lists dynamic backends with default-server settings,
 	// which slots added at runtime do not inherit.
 	defaultServer []string
-	// otherServers warns of managed backends with server lines that are
-	// not slots.
-	otherServers []string
 }
 
 func readGrowthModes(cfg *config.Config) (growthModes, error) {
@@ -60,9 +57,6 @@ func readGrowthModes(cfg *config.Config) (growthModes, error) {
 	}
 	g := growthModes{dynamic: map[string]bool{}, notDynamic: map[string]string{}}
 	for _, b := range cfg.Backends {
-		if w := parsed.OtherServersWarning(b.Name); w != "" {
-			g.otherServers = append(g.otherServers, w)
-		}
 		if b.Growth != config.GrowthDynamic {
 			continue
 		}
@@ -111,9 +105,6 @@ func RunDaemon(ctx context.Context, cfg *config.Config, log zerolog.Logger) erro
 	growth, err := readGrowthModes(cfg)
 	if err != nil {
 		return err
-	}
-	for _, w := range growth.otherServers {
-		log.Warn().Msg(w)
 	}
 	for _, b := range growth.defaultServer {
 		log.Warn().Str("backend", b).Msg("the backend or its defaults has default-server settings, which slots added at runtime do not inherit: put them in server_options")

@@ -45,13 +45,7 @@ func Validate(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	for i, b := range cfg.Backends {
 		names[i] = b.Name
 	}
-	warnings := haproxycfg.StateWarnings(parsed, cfg.HAProxy.StateFile, names)
-	for _, b := range names {
-		if o := parsed.OtherServersWarning(b); o != "" {
-			warnings = append(warnings, o)
-		}
-	}
-	for _, warning := range warnings {
+	for _, warning := range haproxycfg.ConfigWarnings(parsed, cfg.HAProxy.StateFile, names) {
 		fmt.Fprintf(w, "warning: %s\n", warning)
 	}
 	if len(changes) == 0 {

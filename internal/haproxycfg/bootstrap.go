@@ -54,7 +54,8 @@ type BootstrapPlan struct {
 	// read the file when it starts, no reload is needed.
 	Running    bool
 	RuntimeErr error
-	// Warnings say why runtime state would not survive a reload.
+	// Warnings are ConfigWarnings: why runtime state would not survive a
+	// reload, and server lines that are not slots.
 	Warnings []string
 }
 
@@ -92,7 +93,7 @@ func (b *Bootstrap) Plan(ctx context.Context, specs []SlotSpec) (BootstrapPlan, 
 	for i, s := range specs {
 		names[i] = s.Backend
 	}
-	p := BootstrapPlan{Changes: changes, Warnings: StateWarnings(parsed, b.StateFile, names)}
+	p := BootstrapPlan{Changes: changes, Warnings: ConfigWarnings(parsed, b.StateFile, names)}
 	p.Running, p.RuntimeErr = rerr == nil, rerr
 	if p.Running {
 		file := NewFile(data) // one split for every backend below

@@ -152,4 +152,10 @@ func TestOtherServersWarning(t *testing.T) {
 			t.Fatalf("%s: %q", b, w)
 		}
 	}
+	// validate, plan and the daemon's start all warn through ConfigWarnings,
+	// also when the state-file warnings stop early.
+	warnings := ConfigWarnings(p, "", []string{"be_web", "be_api"})
+	if len(warnings) != 2 || !strings.Contains(warnings[0], "state_file is empty") || !strings.Contains(warnings[1], "(web-1, web-2)") {
+		t.Fatalf("config warnings %q", warnings)
+	}
 }

@@ -101,7 +101,7 @@ type Reloader struct {
 	first      time.Time // when the oldest pending request came
 	changed    time.Time // when a request last changed
 	lastReload time.Time
-	lastSave   time.Time     // the last attempt without a reload request
+	lastSave   time.Time     // when the last attempt without a reload request ended
 	lastPass   time.Duration // how long that attempt took
 	firstCost  time.Duration // a guess at it before the first one
 	retryAt    time.Time
@@ -275,9 +275,6 @@ func (r *Reloader) attemptPending(ctx context.Context) {
 	r.persist = false
 	start := time.Now()
 	persistOnly := len(r.want) == 0
-	if persistOnly {
-		r.lastSave = start
-	}
 	r.mu.Unlock()
 	out, err := r.attempt(ctx, func() map[string]int {
 		if persistOnly {

@@ -26,10 +26,23 @@ func DumpState(ctx context.Context, rt Runtime, path string) error {
 	return writeStateFile(path, res[0].Answer)
 }
 
-// StateWarnings reports why runtime state would not survive a reload: the
+// ConfigWarnings is what validate, plan and the daemon's start warn of in
+// the haproxy config: stateWarnings, then server lines in managed backends
+// that are not slots.
+func ConfigWarnings(p *Parsed, stateFile string, backends []string) []string {
+	out := stateWarnings(p, stateFile, backends)
+	for _, b := range backends {
+		if w := p.OtherServersWarning(b); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// stateWarnings reports why runtime state would not survive a reload: the
 // config's server-state-file is not hapctl's state file, or a managed
 // backend does not load it.
-func StateWarnings(p *Parsed, stateFile string, backends []string) []string {
+func stateWarnings(p *Parsed, stateFile string, backends []string) []string {
 	var out []string
 	global := ""
 	if d, err := p.p.Get(parser.Global, parser.GlobalSectionName, "server-state-file"); err == nil {

@@ -1,8 +1,6 @@
 package testbed
 
 import (
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,21 +16,13 @@ const ConsulVersion = "1.22.3"
 // HAProxyBin returns the haproxy binary or fails the test.
 func HAProxyBin(t TB) string {
 	t.Helper()
-	p, err := findBin("HAPCTL_HAPROXY_BIN", "haproxy", "/usr/sbin/haproxy")
-	if err != nil {
-		t.Fatalf("haproxy not found (%v): run scripts/setup.sh", err)
-	}
-	return p
+	return findBin(t, "HAPCTL_HAPROXY_BIN", "haproxy", "/usr/sbin/haproxy", "scripts/setup.sh")
 }
 
 // ConsulBin returns the consul binary or fails the test.
 func ConsulBin(t TB) string {
 	t.Helper()
-	p, err := findBin("HAPCTL_CONSUL_BIN", "consul", consulCachePath())
-	if err != nil {
-		t.Fatalf("consul not found (%v): run scripts/setup.sh, which builds and caches it", err)
-	}
-	return p
+	return findBin(t, "HAPCTL_CONSUL_BIN", "consul", consulCachePath(), "scripts/setup.sh, which builds and caches it")
 }
 
 func consulCachePath() string {
@@ -54,20 +44,24 @@ func CacheDir() string {
 	return dir
 }
 
-func findBin(env, name, fallback string) (string, error) {
+// findBin returns the binary that env names, else name on PATH, else
+// fallback; or fails the test, saying to run setup.
+func findBin(t TB, env, name, fallback, setup string) string {
+	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%s=%s: %w", env, p, err)
+			t.Fatalf("%s not found (%s=%s: %v): run %s", name, env, p, err, setup)
 		}
-		return p, nil
+		return p
 	}
 	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+		return p
 	}
 	if _, err := os.Stat(fallback); err == nil {
-		return fallback, nil
+		return fallback
 	}
-	return "", errors.New(name + " is not on PATH nor at " + fallback)
+	t.Fatalf("%s not found (not on PATH nor at %s): run %s", name, fallback, setup)
+	return ""
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It
@@ -128,9 +122,5 @@ func ShortDir(t TB) string {
 // it) or fails the test.
 func ChromiumBin(t TB) string {
 	t.Helper()
-	p, err := findBin("HAPCTL_CHROMIUM_BIN", "chromium", "/usr/bin/chromium")
-	if err != nil {
-		t.Fatalf("chromium not found (%v): run scripts/setup.sh --test", err)
-	}
-	return p
+	return findBin(t, "HAPCTL_CHROMIUM_BIN", "chromium", "/usr/bin/chromium", "scripts/setup.sh --test")
 }

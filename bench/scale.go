@@ -279,16 +279,12 @@ func allServing(h *testbed.HAProxy, want int) (slots int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	ready := 0
 	for _, s := range ss {
 		if _, ok := slot.Index(s.Name); ok {
 			slots++
-			if s.State() == runtime.StateReady {
-				ready++
-			}
 		}
 	}
-	if ready != want {
+	if ready := countReady(ss); ready != want {
 		return slots, fmt.Errorf("%d of %d instances serving", ready, want)
 	}
 	return slots, nil

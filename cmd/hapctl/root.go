@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -79,14 +80,10 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 }
 
 // isTerminal reports whether w is a terminal: colours for a person, none
-// in a log file.
+// in a log file or /dev/null.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 // requireConfig marks --config as required with a usage error.

@@ -65,12 +65,24 @@ stop_all() {
 	done
 }
 
+# running NAME: the process of $RUN/NAME.pid is alive.
+running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+# demo_pid prints the pid of a running demo.sh. A stale pid file (after a
+# reboot) may name another process by now: its command line must say so.
+demo_pid() {
+	local pid
+	pid=$(cat "$RUN/demo.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && grep -q demo.sh "/proc/$pid/cmdline" 2>/dev/null || return 1
+	echo "$pid"
+}
+
 add_instance() {
 	local name=$1 port=$2
 	[[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || die "instance name $name: letters, digits, _ . - only"
 	[[ $port =~ ^[0-9]+$ ]] || die "port $port is not a number"
-	[ -f "$RUN/consul.pid" ] || die "the demo is not running (start it with scripts/demo.sh)"
-	if [ -f "$RUN/sample-$name.pid" ] && kill -0 "$(cat "$RUN/sample-$name.pid")" 2>/dev/null; then
+	running consul || die "the demo is not running (start it with scripts/demo.sh)"
+	if running "sample-$name"; then
 		die "$name is already running: pick another name, or scripts/demo.sh remove $name first"
 	fi
 	port_busy "$port" && die "port $port is in use"
@@ -91,9 +103,7 @@ case "${1:-}" in
 add) [ $# -eq 3 ] || die "usage: scripts/demo.sh add NAME PORT"; add_instance "$2" "$3"; exit 0 ;;
 remove) [ $# -eq 2 ] || die "usage: scripts/demo.sh remove NAME"; remove_instance "$2"; exit 0 ;;
 stop)
-	pid=$(cat "$RUN/demo.pid" 2>/dev/null || true)
-	# A stale pid file (after a reboot) may name another process by now.
-	[ -n "$pid" ] && grep -q demo.sh "/proc/$pid/cmdline" 2>/dev/null || die "no demo is running"
+	pid=$(demo_pid) || die "no demo is running"
 	kill -TERM "$pid" 2>/dev/null || true
 	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { say "demo stopped"; exit 0; }; sleep 0.1; done
 	die "the demo (pid $pid) did not stop within 10 s"
@@ -104,8 +114,7 @@ stop)
 esac
 SMOKE=${1:-}
 
-running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
-if running consul || { running demo && grep -q demo.sh "/proc/$(cat "$RUN/demo.pid")/cmdline" 2>/dev/null; }; then
+if running consul || demo_pid >/dev/null; then
 	die "a demo is already running (pid files in $RUN): stop it with Ctrl-C in its terminal or scripts/demo.sh stop"
 fi
 for p in "$FRONTEND_PORT" "$API_PORT" "$CONSUL_PORT" "$CONSUL_DNS" "$CONSUL_SERVER" "$CONSUL_LAN" "$CONSUL_WAN"; do

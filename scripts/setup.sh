@@ -48,7 +48,7 @@ install_apt_packages() {
 		need_cmd chromium || missing+=(chromium)
 	fi
 	if [ ${#missing[@]} -eq 0 ]; then
-		log "haproxy, socat and curl present ($(haproxy -v 2>/dev/null | head -n1))"
+		log "haproxy, socat, curl and bash-completion present ($(haproxy -v 2>/dev/null | head -n1))"
 		return
 	fi
 	need_cmd apt-get || die "missing ${missing[*]} and no apt-get: install them by hand (Debian: apt-get install -y ${missing[*]})"
@@ -74,6 +74,7 @@ install_apt_packages() {
 	for c in haproxy socat curl; do
 		need_cmd "$c" || die "$c still missing after apt-get install"
 	done
+	[ -f /usr/share/bash-completion/bash_completion ] || die "bash-completion still missing after apt-get install"
 	if $test_tools; then
 		for c in docker-compose systemd-analyze chromium; do
 			need_cmd "$c" || die "$c still missing after apt-get install"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestConsulACLPolicy(t *testing.T) {
 	b.setConsulToken(token("hapctl-no-kv", readmePolicy[:strings.Index(readmePolicy, "key_prefix")]))
 	b.hapctl = testbed.StartProcess(t, "hapctl", hapctlBin, "daemon", "--config", b.cfgPath)
 	b.readyzSays("consul left out keys under hapctl/drains/ that the consul token may not read", 20*time.Second)
-	if got := b.slots(); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := b.slots(); !slices.Equal(got, want) {
 		t.Fatalf("haproxy changed without the drains: %v, was %v", got, want)
 	}
 	b.stopHapctl()
@@ -88,7 +89,7 @@ func TestConsulACLPolicy(t *testing.T) {
 	b.setConsulToken(token("hapctl-no-node", strings.Replace(readmePolicy, `node_prefix    "" { policy = "read" }`, "", 1)))
 	b.hapctl = testbed.StartProcess(t, "hapctl", hapctlBin, "daemon", "--config", b.cfgPath)
 	b.readyzSays("consul left out instances of web that the consul token may not read", 20*time.Second)
-	if got := b.slots(); strings.Join(got, " ") != strings.Join(want, " ") {
+	if got := b.slots(); !slices.Equal(got, want) {
 		t.Fatalf("haproxy changed without the instances: %v, was %v", got, want)
 	}
 }

@@ -192,10 +192,11 @@ func picture(servers []runtime.ServerState) []string {
 	return out
 }
 
-// slotOf finds the slot whose endpoint is addr; "" when none.
+// slotOf finds the slot (srvN, not a user's server line) whose endpoint
+// is endpoint; false when none.
 func (b *bed) slotOf(endpoint string) (runtime.ServerState, bool) {
 	for _, s := range b.haproxy.Servers("be_web") {
-		if s.Endpoint() == endpoint {
+		if _, ok := slot.Index(s.Name); ok && s.Endpoint() == endpoint {
 			return s, true
 		}
 	}

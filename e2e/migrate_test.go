@@ -48,7 +48,7 @@ func TestTakeOverFromRenderedServers(t *testing.T) {
 	b.startHapctl()
 	want := []string{}
 	for i, be := range backends {
-		b.waitSlotNamed(be.endpoint())
+		b.waitSlot(be.endpoint(), runtime.StateReady, -1) // a slot's, not the rendered line's
 		want = append(want, fmt.Sprintf("%s=%s/ready/1", slot.Name(i+1), be.endpoint()))
 	}
 	want = append(want, "srv4=127.0.0.1:1/maint/1")
@@ -100,19 +100,6 @@ func TestTakeOverFromRenderedServers(t *testing.T) {
 	if n := b.haproxy.Procs().Master.Reloads; n != 1 {
 		t.Fatalf("haproxy reloaded %d times, want 1: the operator's (hapctl adds its slots with add server)", n)
 	}
-}
-
-// waitSlotNamed waits until a slot (not a user's server) serves endpoint.
-func (b *bed) waitSlotNamed(endpoint string) {
-	b.t.Helper()
-	testbed.Eventually(b.t, 10*time.Second, "a slot serves "+endpoint, func() error {
-		for _, s := range b.haproxy.Servers("be_web") {
-			if _, ok := slot.Index(s.Name); ok && s.Endpoint() == endpoint && s.State() == runtime.StateReady {
-				return nil
-			}
-		}
-		return fmt.Errorf("slots %v", b.slots())
-	})
 }
 
 // server returns be_web's server name.
